@@ -1,0 +1,1 @@
+"""The Lifeboat portal (web app, API and the ``lifeboat`` command)."""

@@ -1,0 +1,268 @@
+"""Backups: read a source's snapshot in 4 MiB blocks and store the chunks the repository lacks.
+
+Blocks are read, zero-checked, hashed, compressed and written by a pool of threads (blake3, zstd and
+file I/O release the GIL), at most a few blocks in flight per thread, so memory stays flat whatever
+the image size. The manifest is written only after every chunk it names is durable.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from . import clock
+from .errors import SourceError
+from .hooks import Hooks, run_hook
+from .manifest import Revision
+from .repository import CHUNK_SIZE, ChunkDamaged, Repository, chunk_hash
+from .sources import Snapshot, Source, open_source
+from .sources.base import Range
+
+ProgressCallback = Callable[[str, int, int], None]  # phase, bytes done, bytes total
+
+ZERO_CHUNK_CACHE: dict[int, bytes] = {}
+
+
+def default_threads() -> int:
+    return max(2, os.cpu_count() or 2)
+
+
+def _zeros(length: int) -> bytes:
+    zeros = ZERO_CHUNK_CACHE.get(length)
+    if zeros is None:
+        zeros = ZERO_CHUNK_CACHE.setdefault(length, bytes(length))
+    return zeros
+
+
+@dataclass
+class BackupStats:
+    bytes_read: int = 0
+    bytes_written: int = 0
+    chunks_new: int = 0
+    chunks_reused: int = 0
+    chunks_zero: int = 0
+    chunks_rewritten: int = 0
+    chunks_unread: int = 0  # taken from the parent revision without reading (changed-block list)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
+
+
+class _ChunkStore:
+    """Decides per block whether to write it, and counts. Shared by the worker threads."""
+
+    def __init__(self, repo: Repository, suspect: set[str]) -> None:
+        self.repo = repo
+        self.suspect = suspect
+        self.stats = BackupStats()
+        self._claimed: set[str] = set()
+        self._prefixes: set[str] = set()
+        self._lock = threading.Lock()
+
+    def take(self, snap: Snapshot, offset: int, length: int) -> str | None:
+        data = snap.read(offset, length)
+        if len(data) != length:
+            raise SourceError(snap_name(snap), f"short read at offset {offset}: the source shrank")
+        if data == _zeros(length):
+            self._count(read=length, zero=1)
+            return None
+        chunk = chunk_hash(data)
+        with self._lock:
+            first = chunk not in self._claimed
+            self._claimed.add(chunk)
+        suspect = chunk in self.suspect
+        if not first or (self.repo.has_chunk(chunk) and (not suspect or self._intact(chunk))):
+            self._count(read=length, reused=1)
+            return chunk
+        stored = self.repo.compress(data)
+        self.repo.store_chunk(chunk, stored)
+        with self._lock:
+            self._prefixes.add(chunk[:2])
+        self._count(read=length, written=len(stored), new=0 if suspect else 1, rewritten=1 if suspect else 0)
+        return chunk
+
+    def _intact(self, chunk: str) -> bool:
+        """Re-check a suspect chunk (its revision is distrusted) instead of trusting that it exists."""
+        try:
+            self.repo.read_chunk(chunk)
+        except ChunkDamaged:
+            return False
+        with self._lock:
+            self.suspect.discard(chunk)
+        return True
+
+    def reuse(self, chunk: str | None) -> bool:
+        """Take a parent's chunk without reading the source; False when it must be read after all."""
+        if chunk is None:
+            self._count(zero=1, unread=1)
+            return True
+        if chunk in self.suspect or not self.repo.has_chunk(chunk):
+            return False
+        self._count(reused=1, unread=1)
+        return True
+
+    def count_hole(self) -> None:
+        self._count(zero=1)
+
+    def _count(self, *, read: int = 0, written: int = 0, new: int = 0, reused: int = 0, zero: int = 0,
+               rewritten: int = 0, unread: int = 0) -> None:
+        with self._lock:
+            s = self.stats
+            s.bytes_read += read
+            s.bytes_written += written
+            s.chunks_new += new
+            s.chunks_reused += reused
+            s.chunks_zero += zero
+            s.chunks_rewritten += rewritten
+            s.chunks_unread += unread
+
+    def make_durable(self) -> None:
+        self.repo.sync_chunk_folders(self._prefixes)
+
+
+def snap_name(snap: Snapshot) -> str:
+    return getattr(snap, "path", type(snap).__name__)
+
+
+def _chunk_indices(ranges: Iterable[Range], chunk_size: int) -> set[int]:
+    indices: set[int] = set()
+    for start, end in ranges:
+        if end > start:
+            indices.update(range(start // chunk_size, (end - 1) // chunk_size + 1))
+    return indices
+
+
+def backup(
+    root: str,
+    vm: str,
+    source_spec: str,
+    *,
+    hooks: Hooks | None = None,
+    tags: Iterable[str] = (),
+    threads: int | None = None,
+    wait: float | None = 0.0,
+    progress: ProgressCallback | None = None,
+    chunk_size: int = CHUNK_SIZE,
+) -> Revision:
+    """Back ``source_spec`` up into ``ROOT/<vm>`` and return the new revision (stats in ``.stats``).
+
+    ``chunk_size`` applies only when this backup creates the repository (tests use small chunks).
+    """
+    started = time.monotonic()
+    source = open_source(source_spec)  # bad specs fail before anything is created
+    repo = Repository.open_or_create(root, vm, chunk_size=chunk_size)
+    with repo.lock(exclusive=True, wait=wait, purpose="backup"):
+        repo.remove_leftovers()
+        revisions = repo.revisions()
+        trusted = [r for r in revisions if not r.distrusted]
+        parent = trusted[-1] if trusted else None
+        suspect = repo.quarantined_chunks()
+        for revision in revisions:
+            if revision.distrusted:
+                suspect.update(c for c in revision.chunks if c is not None)
+        revision_id = repo.new_revision_id()
+        created = clock.isoformat(clock.now())
+        warnings = _take_snapshot(source, revision_id, hooks or Hooks())
+        try:
+            with source.open_snapshot(revision_id, parent.id if parent else None) as snap:
+                store = _ChunkStore(repo, suspect)
+                store.stats.warnings.extend(warnings)
+                chunks = _store_blocks(store, snap, parent, repo.chunk_size, threads, progress)
+                size = snap.size
+                source_read = snap.bytes_read_by_source
+            store.make_durable()
+            stats = store.stats.as_dict()
+            stats["bytes_read"] = int(str(stats["bytes_read"])) + source_read
+            stats["seconds"] = round(time.monotonic() - started, 3)
+            stats["incremental"] = store.stats.chunks_unread > 0
+            revision = Revision(
+                id=revision_id, vm=vm, created=created, size=size, chunk_size=repo.chunk_size,
+                chunks=chunks, parent=parent.id if parent else None, source=source.spec,
+                tags=sorted(set(tags)), stats=stats,
+            )
+            repo.write_revision(revision)
+        except BaseException:
+            _quietly(lambda: source.discard_snapshot(revision_id))
+            raise
+        try:
+            source.retire_snapshots({revision_id})
+        except Exception as exc:  # a snapshot we failed to remove costs space, not data
+            revision.stats.setdefault("warnings", []).append(f"could not remove old snapshots: {exc}")
+        return revision
+
+
+def _take_snapshot(source: Source, revision_id: str, hooks: Hooks) -> list[str]:
+    """Pre-hook, snapshot, post-hook (always). Returns warnings (a failed post-hook)."""
+    warnings: list[str] = []
+    try:
+        if hooks.pre:
+            run_hook("pre", hooks.pre, hooks.timeout)
+        source.create_snapshot(revision_id)
+    finally:
+        if hooks.post:
+            try:
+                run_hook("post", hooks.post, hooks.timeout)
+            except Exception as exc:  # the snapshot exists: keep the backup, report the hook
+                warnings.append(str(exc))
+    return warnings
+
+
+def _store_blocks(
+    store: _ChunkStore,
+    snap: Snapshot,
+    parent: Revision | None,
+    chunk_size: int,
+    threads: int | None,
+    progress: ProgressCallback | None,
+) -> list[str | None]:
+    size = snap.size
+    count = -(-size // chunk_size)
+    chunks: list[str | None] = [None] * count
+    changed = snap.changed_ranges()
+    reusable = parent is not None and changed is not None and parent.size == size
+    changed_idx = _chunk_indices(changed or [], chunk_size) if reusable else set()
+    data = snap.data_ranges()
+    data_idx = _chunk_indices(data, chunk_size) if data is not None else None
+    workers = threads or default_threads()
+    window: deque[tuple[int, Future[str | None]]] = deque()
+    done_bytes = 0
+
+    def collect(limit: int) -> None:
+        nonlocal done_bytes
+        while len(window) > limit:
+            index, future = window.popleft()
+            chunks[index] = future.result()
+            done_bytes += min(chunk_size, size - index * chunk_size)
+            if progress:
+                progress("backup", done_bytes, size)
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backup") as pool:
+        for index in range(count):
+            offset = index * chunk_size
+            length = min(chunk_size, size - offset)
+            if reusable and index not in changed_idx and parent is not None:
+                if store.reuse(parent.chunks[index]):
+                    chunks[index] = parent.chunks[index]
+                    continue
+            if data_idx is not None and index not in data_idx:
+                store.count_hole()
+                continue
+            window.append((index, pool.submit(store.take, snap, offset, length)))
+            collect(2 * workers)
+        collect(0)
+    if progress:
+        progress("backup", size, size)
+    return chunks
+
+
+def _quietly(action: Callable[[], None]) -> None:
+    try:
+        action()
+    except Exception:  # noqa: S110 - cleanup after a failure must not hide the failure
+        pass

@@ -1,0 +1,226 @@
+"""``lifeboat store``: the storage engine's commands, working on a repository root without the portal.
+
+Every command prints one JSON object with ``--json``. Bad input is one line on stderr and exit code 2;
+a restore that met damage, or a verify that found some, exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+import click
+
+from .backup import backup as run_backup
+from .errors import StorageError
+from .hooks import DEFAULT_TIMEOUT, Hooks
+from .repository import Repository, list_vms
+from .restore import restore as run_restore
+from .retention import DEFAULT_GRACE_SECONDS, forget, gc, set_protected
+from .verify import verify as run_verify
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+wait_option = click.option(
+    "--wait", type=click.FloatRange(min=0), default=None,
+    help="Seconds to wait for a busy repository (default: backup and gc fail at once, others wait).",
+)
+threads_option = click.option("--threads", type=click.IntRange(min=1, max=64), default=None,
+                              help="Engine threads (default: one per core, at least 2).")
+
+
+def fail(message: str, code: int = 2) -> None:
+    click.echo(f"lifeboat: error: {message}", err=True)
+    sys.exit(code)
+
+
+def reports_errors(function: F) -> F:
+    """Turn engine errors into one line on stderr and an exit code, never a traceback."""
+
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except StorageError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted; run the same command again to continue", 130)
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            fail(f"{exc.strerror or exc}{where}")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit(as_json: bool, document: dict[str, Any], human: str) -> None:
+    if as_json:
+        click.echo(json.dumps(document, sort_keys=True))
+    else:
+        click.echo(human)
+
+
+def progress_printer(enabled: bool) -> Callable[[str, int, int], None] | None:
+    if not enabled or not sys.stderr.isatty():
+        return None
+    last = [-1]
+
+    def show(phase: str, done: int, total: int) -> None:
+        percent = int(done * 100 / total) if total else 100
+        if percent != last[0]:
+            last[0] = percent
+            end = "\n" if done >= total else ""
+            click.echo(f"\r{phase}: {percent:3d}% of {total / 2**20:.0f} MiB", err=True, nl=False)
+            click.echo(end, err=True, nl=False)
+
+    return show
+
+
+@click.group("store")
+def store() -> None:
+    """Back up, restore, verify and prune per-VM repositories under ROOT."""
+
+
+@store.command("backup")
+@click.argument("root")
+@click.argument("vm")
+@click.argument("source")
+@click.option("--tag", "tags", multiple=True, help="Tag the new revision (repeatable).")
+@click.option("--pre-hook", help="Shell command run before the snapshot (e.g. fsfreeze in the guest).")
+@click.option("--post-hook", help="Shell command run after the snapshot, always.")
+@click.option("--hook-timeout", type=click.FloatRange(min=0.1), default=DEFAULT_TIMEOUT, show_default=True)
+@threads_option
+@wait_option
+@json_option
+@reports_errors
+def backup_command(root: str, vm: str, source: str, tags: tuple[str, ...], pre_hook: str | None,
+                   post_hook: str | None, hook_timeout: float, threads: int | None, wait: float | None,
+                   as_json: bool) -> None:
+    """Back SOURCE (file:PATH or rbd:POOL/IMAGE) up as a new revision of VM."""
+    revision = run_backup(
+        root, vm, source, hooks=Hooks(pre_hook, post_hook, hook_timeout), tags=tags, threads=threads,
+        wait=0.0 if wait is None else wait, progress=progress_printer(not as_json),
+    )
+    for warning in revision.stats.get("warnings", []):
+        click.echo(f"lifeboat: warning: {warning}", err=True)
+    stats = revision.stats
+    document = {"revision": revision.id, "vm": vm, "parent": revision.parent, "size": revision.size, **stats}
+    emit(as_json, document,
+         f"revision {revision.id}: {revision.size} bytes, read {stats['bytes_read']}, "
+         f"wrote {stats['bytes_written']} ({stats['chunks_new']} new, {stats['chunks_reused']} reused, "
+         f"{stats['chunks_zero']} zero chunks) in {stats['seconds']} s")
+
+
+@store.command("list")
+@click.argument("root")
+@click.argument("vm", required=False)
+@json_option
+@reports_errors
+def list_command(root: str, vm: str | None, as_json: bool) -> None:
+    """List the revisions of VM (or the VMs under ROOT)."""
+    if vm is None:
+        vms = list_vms(root)
+        emit(as_json, {"vms": vms}, "\n".join(vms))
+        return
+    revisions = Repository.open(root, vm).revisions()
+    lines = [
+        f"{r.id}  {r.created}  {r.size:>14}  {r.trust:<10}  {'protected' if r.protected else ''}"
+        for r in revisions
+    ]
+    emit(as_json, {"vm": vm, "revisions": [r.summary() for r in revisions]}, "\n".join(lines))
+
+
+@store.command("restore")
+@click.argument("root")
+@click.argument("vm")
+@click.argument("revision")
+@click.argument("target")
+@click.option("--force", is_flag=True, help="Overwrite an existing target.")
+@click.option("--sync/--no-sync", default=True, show_default=True,
+              help="Flush the output to stable storage before publishing it.")
+@threads_option
+@wait_option
+@json_option
+@reports_errors
+def restore_command(root: str, vm: str, revision: str, target: str, force: bool, sync: bool,
+                    threads: int | None, wait: float | None, as_json: bool) -> None:
+    """Restore REVISION (or 'latest') of VM to TARGET (a path or rbd:POOL/IMAGE).
+
+    An interrupted restore continues when the same command is run again.
+    """
+    result = run_restore(root, vm, revision, target, force=force, threads=threads, wait=wait, sync=sync,
+                         progress=progress_printer(not as_json))
+    damaged = "; ".join(f"{s}-{e}" for s, e in result.damaged)
+    emit(as_json, result.as_dict(),
+         f"restored {result.revision} ({result.bytes} bytes) in {result.seconds} s"
+         + (f"; DAMAGED byte ranges (zero-filled): {damaged}" if damaged else ""))
+    if result.damaged:
+        sys.exit(1)
+
+
+@store.command("verify")
+@click.argument("root")
+@click.argument("vm")
+@click.argument("revision", required=False)
+@threads_option
+@wait_option
+@json_option
+@reports_errors
+def verify_command(root: str, vm: str, revision: str | None, threads: int | None, wait: float | None,
+                   as_json: bool) -> None:
+    """Re-read and re-hash every chunk of REVISION (default: all revisions). Exit 1 on damage."""
+    result = run_verify(root, vm, revision, threads=threads, wait=wait)
+    human = (f"checked {result.chunks_checked} chunks of {len(result.revisions_checked)} revisions: "
+             + ("clean" if result.clean else
+                f"{len(result.damaged_chunks)} damaged, distrusted: {', '.join(result.distrusted_revisions)}"))
+    emit(as_json, result.as_dict(), human)
+    if not result.clean:
+        sys.exit(1)
+
+
+@store.command("forget")
+@click.argument("root")
+@click.argument("vm")
+@click.argument("revision")
+@json_option
+@reports_errors
+def forget_command(root: str, vm: str, revision: str, as_json: bool) -> None:
+    """Remove REVISION unless it is protected (its chunks go at the next gc)."""
+    forgotten = forget(root, vm, revision)
+    emit(as_json, {"revision": forgotten.id, "forgotten": True}, f"forgot {forgotten.id}")
+
+
+def _protection_command(protected: bool) -> Callable[[str, str, str, bool], None]:
+    @reports_errors
+    def command(root: str, vm: str, revision: str, as_json: bool) -> None:
+        changed = set_protected(root, vm, revision, protected)
+        state = "protected" if protected else "unprotected"
+        emit(as_json, {"revision": changed.id, "protected": protected}, f"{changed.id} {state}")
+
+    return command
+
+
+for _name, _flag, _help in (("protect", True, "Keep REVISION from being forgotten."),
+                            ("unprotect", False, "Allow REVISION to be forgotten again.")):
+    store.command(_name, help=_help)(
+        click.argument("root")(click.argument("vm")(click.argument("revision")(
+            json_option(_protection_command(_flag))))))
+
+
+@store.command("gc")
+@click.argument("root")
+@click.argument("vm")
+@click.option("--grace", type=click.FloatRange(min=0), default=DEFAULT_GRACE_SECONDS, show_default=True,
+              help="Only delete unreferenced chunks older than this many seconds.")
+@wait_option
+@json_option
+@reports_errors
+def gc_command(root: str, vm: str, grace: float, wait: float | None, as_json: bool) -> None:
+    """Delete chunks that no revision references and that are older than the grace period."""
+    result = gc(root, vm, grace=grace, wait=0.0 if wait is None else wait)
+    emit(as_json, dict(result.__dict__),
+         f"removed {result.chunks_removed} chunks ({result.bytes_removed} bytes); "
+         f"kept {result.chunks_kept_young} younger than the grace period")

@@ -1,0 +1,74 @@
+"""Forgetting revisions, protecting them, and collecting chunks no revision needs any more.
+
+``forget`` only removes a manifest; chunks go later, in ``gc``, and only when no manifest names them and
+they are older than a grace period, under the exclusive lock so gc never races a running backup (which
+may just have written chunks its manifest does not name yet).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+from . import clock
+from .errors import RevisionProtected
+from .fsutil import is_temp_name
+from .manifest import Revision
+from .repository import Repository
+
+DEFAULT_GRACE_SECONDS = 3600.0
+
+
+def forget(root: str, vm: str, revision_id: str) -> Revision:
+    repo = Repository.open(root, vm)
+    with repo.meta_lock():
+        revision = repo.resolve(revision_id)
+        if revision.protected:
+            raise RevisionProtected(revision.id)
+        repo.delete_revision(revision.id)
+    return revision
+
+
+def set_protected(root: str, vm: str, revision_id: str, protected: bool) -> Revision:
+    repo = Repository.open(root, vm)
+    target = repo.resolve(revision_id).id
+
+    def change(revision: Revision) -> None:
+        revision.protected = protected
+
+    return repo.update_revision(target, change)
+
+
+@dataclass
+class GcResult:
+    chunks_removed: int = 0
+    bytes_removed: int = 0
+    chunks_kept_young: int = 0
+    chunks_referenced: int = 0
+    leftovers_removed: int = 0
+    seconds: float = 0.0
+
+
+def gc(root: str, vm: str, *, grace: float = DEFAULT_GRACE_SECONDS, wait: float | None = 0.0) -> GcResult:
+    started = time.monotonic()
+    repo = Repository.open(root, vm)
+    result = GcResult()
+    with repo.lock(exclusive=True, wait=wait, purpose="gc"):
+        result.leftovers_removed = repo.remove_leftovers()
+        with repo.meta_lock():  # a consistent view of the manifests while marking
+            referenced = {c for r in repo.revisions() for c in r.chunks if c is not None}
+        result.chunks_referenced = len(referenced)
+        cutoff = clock.timestamp() - grace
+        for name, path in repo.iter_chunk_files():
+            if name in referenced or is_temp_name(name):
+                continue
+            info = os.stat(path)
+            if info.st_mtime > cutoff:
+                result.chunks_kept_young += 1
+                continue
+            os.unlink(path)
+            result.chunks_removed += 1
+            result.bytes_removed += info.st_size
+    result.seconds = round(time.monotonic() - started, 3)
+    return result

@@ -1,0 +1,80 @@
+"""What the backup engine needs from a source of disk data (file: image, rbd: image).
+
+A backup asks its source for a point-in-time snapshot named after the new revision, reads from it, and
+afterwards tells the source which snapshots it still needs as parents of the next incremental backup.
+
+Sequence, as ``storage.backup`` drives it::
+
+    run pre-hook          (e.g. fsfreeze in the guest)
+    source.create_snapshot(rev_id)      # must be quick: the guest is frozen
+    run post-hook         (always, even when create_snapshot failed)
+    with source.open_snapshot(rev_id, parent_id) as snap:
+        snap.size, snap.data_ranges(), snap.changed_ranges(), snap.read(off, n) ...
+    on success: source.retire_snapshots(keep={rev_id})
+    on failure: source.discard_snapshot(rev_id)
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+Range = tuple[int, int]  # [start, end) in bytes
+
+
+class Snapshot(ABC):
+    """A read-only, point-in-time view of a source's bytes."""
+
+    size: int
+
+    @abstractmethod
+    def read(self, offset: int, length: int) -> bytes:
+        """Return ``length`` bytes at ``offset`` (short only at the end). Must be thread-safe."""
+
+    def data_ranges(self) -> list[Range] | None:
+        """Ranges that may hold non-zero data, sorted; everything else is known zero. None: unknown."""
+        return None
+
+    def changed_ranges(self) -> list[Range] | None:
+        """Ranges that changed since the parent snapshot, sorted. None: no usable parent, read everything.
+
+        Only sources that keep snapshots (rbd:) can answer; a chunk outside these ranges is taken from
+        the parent revision without reading it.
+        """
+        return None
+
+    @property
+    def bytes_read_by_source(self) -> int:
+        """Bytes the source itself read beyond ``read`` calls (e.g. to compute a diff); usually 0."""
+        return 0
+
+    def close(self) -> None:  # noqa: B027 - optional for snapshots
+        """Release resources (file descriptors, mapped devices)."""
+
+
+class Source(ABC):
+    """A place disk data comes from, named by a spec such as ``file:/path`` or ``rbd:pool/image``."""
+
+    spec: str
+
+    def create_snapshot(self, revision_id: str) -> None:  # noqa: B027 - optional for sources
+        """Take the point-in-time snapshot for ``revision_id`` (no-op for plain files)."""
+
+    @abstractmethod
+    def _open(self, revision_id: str, parent_id: str | None) -> Snapshot:
+        """Open the snapshot taken for ``revision_id``; ``parent_id`` is the previous trusted revision."""
+
+    @contextmanager
+    def open_snapshot(self, revision_id: str, parent_id: str | None) -> Iterator[Snapshot]:
+        snap = self._open(revision_id, parent_id)
+        try:
+            yield snap
+        finally:
+            snap.close()
+
+    def discard_snapshot(self, revision_id: str) -> None:  # noqa: B027 - optional for sources
+        """Remove the snapshot of a backup that failed (no-op for plain files)."""
+
+    def retire_snapshots(self, keep: set[str]) -> None:  # noqa: B027 - optional for sources
+        """Remove this source's Lifeboat snapshots except those of revisions in ``keep``."""

@@ -1,0 +1,44 @@
+"""Fixtures shared by every test: a CLI runner that runs the real ``lifeboat`` command in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+LIFEBOAT = str(Path(sys.executable).with_name("lifeboat"))
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+def run_lifeboat(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Run:
+    done = subprocess.run(
+        [LIFEBOAT, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def lifeboat():
+    """Run ``lifeboat ARGS...`` and return its exit code, stdout and stderr."""
+    return run_lifeboat
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "root"
