@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Install the Debian tools the tests and demo use to build real disk images (sfdisk, mkfs.ext4).
+# Install the Debian tools the tests and demo use to build real disk images (sfdisk, mkfs.*).
 # Idempotent and quiet when everything is there; needs root (or passwordless apt) only when not.
 set -euo pipefail
 
 missing=()
 command -v sfdisk >/dev/null 2>&1 || [ -x /usr/sbin/sfdisk ] || missing+=(fdisk)
 command -v mkfs.ext4 >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.ext4 ] || missing+=(e2fsprogs)
+# Other filesystems for file-level access tests (tests skip without them).
+command -v mkfs.vfat >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.vfat ] || missing+=(dosfstools)
+command -v mcopy >/dev/null 2>&1 || missing+=(mtools)
+command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || missing+=(xfsprogs)
+command -v mkfs.btrfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.btrfs ] || missing+=(btrfs-progs)
+command -v mkfs.ntfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.ntfs ] || missing+=(ntfs-3g)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

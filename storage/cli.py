@@ -7,7 +7,12 @@ a restore that met damage, or a verify that found some, exits 1.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import shutil
+import stat
 import sys
+import time
 from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar
@@ -15,7 +20,9 @@ from typing import Any, TypeVar
 import click
 
 from .backup import backup as run_backup
-from .errors import StorageError
+from .browse import open_revision_disk
+from .errors import StorageError, TargetExists
+from .fsutil import temp_name
 from .hooks import DEFAULT_TIMEOUT, Hooks
 from .repository import Repository, list_vms
 from .restore import restore as run_restore
@@ -82,6 +89,8 @@ def progress_printer(enabled: bool) -> Callable[[str, int, int], None] | None:
 @click.group("store")
 def store() -> None:
     """Back up, restore, verify and prune per-VM repositories under ROOT."""
+    # The filesystem readers log what they find odd in damaged data; our errors already say it in one line.
+    logging.getLogger("dissect").setLevel(logging.CRITICAL)
 
 
 @store.command("backup")
@@ -224,3 +233,64 @@ def gc_command(root: str, vm: str, grace: float, wait: float | None, as_json: bo
     emit(as_json, dict(result.__dict__),
          f"removed {result.chunks_removed} chunks ({result.bytes_removed} bytes); "
          f"kept {result.chunks_kept_young} younger than the grace period")
+
+
+def _ls_line(entry: dict[str, Any]) -> str:
+    mode = stat.filemode(entry["mode"])
+    when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(entry["mtime"]))
+    target = f" -> {entry['target']}" if entry.get("target") else ""
+    return f"{mode} {entry['uid']:>5} {entry['gid']:>5} {entry['size']:>12} {when} {entry['name']}{target}"
+
+
+@store.command("ls")
+@click.argument("root")
+@click.argument("vm")
+@click.argument("revision")
+@click.argument("path", default="/")
+@json_option
+@reports_errors
+def ls_command(root: str, vm: str, revision: str, path: str, as_json: bool) -> None:
+    """List PATH inside REVISION (partitions are /p1, /p2, ...) without restoring the image."""
+    with open_revision_disk(root, vm, revision) as disk:
+        entry = disk.stat(path)
+        entries = disk.list_dir(path) if entry.type == "dir" else [entry]
+        listed = [e.to_json() for e in entries]
+    emit(as_json, {"revision": revision, "path": path, "entries": listed},
+         "\n".join(_ls_line(e) for e in listed))
+
+
+@store.command("get")
+@click.argument("root")
+@click.argument("vm")
+@click.argument("revision")
+@click.argument("path")
+@click.argument("out")
+@click.option("--force", is_flag=True, help="Overwrite an existing OUT.")
+@click.option("--allow-damaged", is_flag=True,
+              help="Return files on damaged chunks zero-filled (the damage is named on stderr).")
+@reports_errors
+def get_command(root: str, vm: str, revision: str, path: str, out: str, force: bool, allow_damaged: bool) -> None:
+    """Copy the file PATH out of REVISION to OUT; a directory becomes a tar archive. OUT '-' is stdout."""
+    if out != "-" and os.path.lexists(out) and not force:
+        raise TargetExists(out)
+    with open_revision_disk(root, vm, revision) as disk:
+        entry = disk.stat(path)
+        if out == "-":
+            _copy_out(disk, entry.type, path, sys.stdout.buffer, allow_damaged)
+            return
+        partial = temp_name(os.path.abspath(out))
+        try:
+            with open(partial, "wb") as handle:
+                _copy_out(disk, entry.type, path, handle, allow_damaged)
+            os.replace(partial, out)
+        finally:
+            if os.path.exists(partial):
+                os.unlink(partial)
+
+
+def _copy_out(disk: Any, kind: str, path: str, sink: Any, allow_damaged: bool) -> None:
+    if kind == "file":
+        with disk.open_file(path, allow_damaged=allow_damaged) as source:
+            shutil.copyfileobj(source, sink, 1024 * 1024)
+    else:
+        disk.write_tar([path], sink, allow_damaged=allow_damaged)
