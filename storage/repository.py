@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -58,11 +59,37 @@ def chunk_hash(data: bytes) -> str:
     return blake3.blake3(data).hexdigest()
 
 
+SAMPLE_SIZE = 32 * 1024
+INCOMPRESSIBLE_RATIO = 0.97
+ZSTD_MAGIC = 0xFD2FB528
+ZSTD_MAX_BLOCK = 128 * 1024
+
+
+def raw_zstd_frame(data: bytes) -> bytes:
+    """Wrap ``data`` in a zstd frame of raw (stored) blocks, with the content size in the header.
+
+    Frame header descriptor 0xE0: 8-byte content size, single segment (RFC 8878, section 3.1.1.1).
+    """
+    parts = [struct.pack("<IBQ", ZSTD_MAGIC, 0xE0, len(data))]
+    view = memoryview(data)
+    offset = 0
+    while True:
+        block = view[offset : offset + ZSTD_MAX_BLOCK]
+        offset += len(block)
+        last = offset >= len(data)
+        header = int(last) | (0 << 1) | (len(block) << 3)  # block type 0: raw
+        parts.append(header.to_bytes(3, "little"))
+        parts.append(bytes(block))
+        if last:
+            return b"".join(parts)
+
+
 class _Codec(threading.local):
     """Per-thread zstd contexts: zstandard's (de)compressors must not be shared between threads."""
 
     def __init__(self, level: int) -> None:
         self.compressor = zstandard.ZstdCompressor(level=level, write_content_size=True)
+        self.sampler = zstandard.ZstdCompressor(level=1, write_content_size=False)
         self.decompressor = zstandard.ZstdDecompressor()
 
 
@@ -147,7 +174,23 @@ class Repository:
         return os.path.exists(self.chunk_path(chunk))
 
     def compress(self, data: bytes) -> bytes:
+        """A zstd frame of ``data``; incompressible data goes into raw zstd blocks without trying.
+
+        Random and already-compressed data is a large share of a real disk, and zstd spends most of its
+        time failing to shrink it. Three 32 KiB samples decide: if none shrinks, the chunk is stored in
+        raw blocks (still a standard zstd frame, readable by any zstd), which costs only a copy.
+        """
+        if len(data) >= 4 * SAMPLE_SIZE and not self._any_sample_compresses(data):
+            return raw_zstd_frame(data)
         return bytes(self._codec.compressor.compress(data))
+
+    def _any_sample_compresses(self, data: bytes) -> bool:
+        compress = self._codec.sampler.compress
+        for start in (0, len(data) // 2, len(data) - SAMPLE_SIZE):
+            sample = data[start : start + SAMPLE_SIZE]
+            if len(compress(sample)) < SAMPLE_SIZE * INCOMPRESSIBLE_RATIO:
+                return True
+        return False
 
     def store_chunk(self, chunk: str, stored: bytes, *, sync: bool = True) -> None:
         """Write a compressed chunk under its name, atomically; replaces a damaged copy."""

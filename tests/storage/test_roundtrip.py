@@ -140,3 +140,16 @@ def test_cli_backup_json_has_the_fixed_fields(tmp_path: Path, root: Path, lifebo
     assert restored.code == 0
     assert set(restored.json) >= {"revision", "bytes", "seconds", "damaged"}
     assert restored.json["revision"] == stats["revision"] and restored.json["damaged"] == []
+
+
+def test_incompressible_chunks_are_stored_as_raw_zstd_blocks(tmp_path: Path, root: Path) -> None:
+    import zstandard
+
+    image = tmp_path / "disk.img"
+    write_image(image, [block("random", 5), block("text", 5)])
+    revision = backup(str(root), "vm1", f"file:{image}")
+    random_chunk, text_chunk = (root / "vm1" / "chunks" / c[:2] / c for c in revision.chunks if c)
+    stored = random_chunk.read_bytes()
+    assert CHUNK < len(stored) < CHUNK + 1024  # stored, not compressed: raw blocks cost a few bytes
+    assert zstandard.ZstdDecompressor().decompress(stored) == block("random", 5)  # any zstd reads it
+    assert text_chunk.stat().st_size < CHUNK // 10
