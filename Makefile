@@ -26,6 +26,9 @@ lint: install
 
 bench: install sysdeps
 	$(BIN)/python benchmarks/engine.py
+	$(BIN)/python benchmarks/memory.py
+	$(BIN)/python benchmarks/files.py
+	$(BIN)/python benchmarks/rbd.py
 
 run: install sysdeps
 	$(BIN)/python scripts/demo.py

@@ -119,8 +119,8 @@ def restore(
         if state is None:
             state = _ResumeState(revision.id, revision.size)
         os.makedirs(os.path.dirname(target.state_path) or ".", exist_ok=True)
-        target.begin(revision.size, resuming=resumed)
         try:
+            target.begin(revision.size, resuming=resumed)
             if resumed:
                 _recheck_done(revision, target, state)
             result = _write_chunks(repo, revision, target, state, threads or default_threads(), progress)
