@@ -69,8 +69,10 @@ def build_image(workdir: Path, size: int) -> Path:
     layout = "label: gpt\nstart=2048, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4\n"
     subprocess.run(["sfdisk", "-q", str(image)], input=layout, text=True, check=True)
     blocks = (size - 2 * MiB) // 4096
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-b", "4096", "-d", str(src), "-E", "offset=1048576",
-                    str(image), str(blocks)], check=True)
+    subprocess.run(
+        ["mkfs.ext4", "-q", "-F", "-b", "4096", "-d", str(src), "-E", "offset=1048576", str(image), str(blocks)],
+        check=True,
+    )
     return image
 
 
@@ -80,12 +82,14 @@ def measure(workdir: Path, size: int) -> dict[str, float]:
     shutil.rmtree(root, ignore_errors=True)
     lifeboat = str(Path(sys.executable).with_name("lifeboat"))
     started = time.perf_counter()
-    subprocess.run([lifeboat, "store", "backup", str(root), "vm", f"file:{image}", "--json"], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [lifeboat, "store", "backup", str(root), "vm", f"file:{image}", "--json"], check=True, capture_output=True
+    )
     backup_seconds = time.perf_counter() - started
     subprocess.run(["sync"], check=True)
-    done = subprocess.run([sys.executable, "-c", PROBE, str(root), "vm"], check=True, capture_output=True,
-                          text=True, cwd=HERE.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(root), "vm"], check=True, capture_output=True, text=True, cwd=HERE.parent
+    )
     result = json.loads(done.stdout)
     result["image_gib"] = size / GiB
     result["backup_seconds"] = backup_seconds

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from . import clock
+from .durable import ChunkWriter
 from .errors import SourceError
 from .hooks import Hooks, run_hook
 from .manifest import Revision
@@ -60,6 +61,7 @@ class _ChunkStore:
     def __init__(self, repo: Repository, suspect: set[str]) -> None:
         self.repo = repo
         self.suspect = suspect
+        self.writer = ChunkWriter()
         self.stats = BackupStats()
         self._claimed: set[str] = set()
         self._prefixes: set[str] = set()
@@ -81,7 +83,7 @@ class _ChunkStore:
             self._count(read=length, reused=1)
             return chunk
         stored = self.repo.compress(data)
-        self.repo.store_chunk(chunk, stored)
+        self.writer.write(self.repo.chunk_path(chunk), stored)
         with self._lock:
             self._prefixes.add(chunk[:2])
         self._count(read=length, written=len(stored), new=0 if suspect else 1, rewritten=1 if suspect else 0)
@@ -123,6 +125,8 @@ class _ChunkStore:
             s.chunks_unread += unread
 
     def make_durable(self) -> None:
+        """Wait for every new chunk to be on disk under its name, then make the renames durable."""
+        self.writer.close()
         self.repo.sync_chunk_folders(self._prefixes)
 
 
@@ -169,9 +173,9 @@ def backup(
         revision_id = repo.new_revision_id()
         created = clock.isoformat(clock.now())
         warnings = _take_snapshot(source, revision_id, hooks or Hooks())
+        store = _ChunkStore(repo, suspect)
         try:
             with source.open_snapshot(revision_id, parent.id if parent else None) as snap:
-                store = _ChunkStore(repo, suspect)
                 store.stats.warnings.extend(warnings)
                 chunks = _store_blocks(store, snap, parent, repo.chunk_size, threads, progress)
                 size = snap.size
@@ -188,6 +192,7 @@ def backup(
             )
             repo.write_revision(revision)
         except BaseException:
+            _quietly(store.writer.close)  # no flusher thread outlives a failed backup
             _quietly(lambda: source.discard_snapshot(revision_id))
             raise
         try:

@@ -20,7 +20,6 @@ from typing import Any, TypeVar
 import click
 
 from .backup import backup as run_backup
-from .browse import open_revision_disk
 from .errors import StorageError, TargetExists
 from .fsutil import temp_name
 from .hooks import DEFAULT_TIMEOUT, Hooks
@@ -251,6 +250,7 @@ def _ls_line(entry: dict[str, Any]) -> str:
 @reports_errors
 def ls_command(root: str, vm: str, revision: str, path: str, as_json: bool) -> None:
     """List PATH inside REVISION (partitions are /p1, /p2, ...) without restoring the image."""
+    from .browse import open_revision_disk  # the filesystem readers load only when needed
     with open_revision_disk(root, vm, revision) as disk:
         entry = disk.stat(path)
         entries = disk.list_dir(path) if entry.type == "dir" else [entry]
@@ -271,6 +271,8 @@ def ls_command(root: str, vm: str, revision: str, path: str, as_json: bool) -> N
 @reports_errors
 def get_command(root: str, vm: str, revision: str, path: str, out: str, force: bool, allow_damaged: bool) -> None:
     """Copy the file PATH out of REVISION to OUT; a directory becomes a tar archive. OUT '-' is stdout."""
+    from .browse import open_revision_disk  # the filesystem readers load only when needed
+
     if out != "-" and os.path.lexists(out) and not force:
         raise TargetExists(out)
     with open_revision_disk(root, vm, revision) as disk:
