@@ -1,6 +1,16 @@
-"""The ``lifeboat`` command group."""
+"""The ``lifeboat`` command group.
+
+``lifeboat store ...`` works on a repository root alone (no portal, no database, no Flask import); the
+other commands open the portal's app (database from ``LIFEBOAT_DATABASE_URL``, etc.) when they run.
+"""
 
 from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
 
 import click
 
@@ -14,3 +24,104 @@ def main() -> None:
 
 
 main.add_command(store)
+
+
+def with_app(function: Callable[..., Any]) -> Callable[..., Any]:
+    """Run the command inside the portal's app context; its errors become one line and exit code 2."""
+
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from portal.app import create_app
+
+        try:
+            app = create_app()
+        except RuntimeError as exc:
+            click.echo(f"lifeboat: error: {exc}", err=True)
+            sys.exit(2)
+        with app.app_context():
+            return function(*args, **kwargs)
+
+    return wrapper
+
+
+@main.group()
+def db() -> None:
+    """The portal's database schema."""
+
+
+@db.command("upgrade")
+@with_app
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the newest version (Alembic)."""
+    from flask_migrate import upgrade
+
+    upgrade()
+
+
+@main.group()
+def inventory() -> None:
+    """Sync the inventory from a feed, or export it as one."""
+
+
+@inventory.command("sync")
+@click.argument("feed", type=click.File("rb"))
+@click.option("--scope", required=True, help="The organisation slug the feed covers, or 'all'.")
+@with_app
+def inventory_sync(feed: Any, scope: str) -> None:
+    """Add and update VMs from FEED (JSON). Exit 0 applied, 1 refused, 2 bad input. Never deletes."""
+    from portal.services import inventory as service
+
+    try:
+        document = json.loads(feed.read(50 * 1024 * 1024))
+    except (ValueError, UnicodeDecodeError) as exc:
+        click.echo(f"lifeboat: error: the feed is not valid JSON ({exc})", err=True)
+        sys.exit(2)
+    try:
+        result = service.sync(document, scope, actor="cli:inventory-sync")
+    except service.FeedError as exc:
+        click.echo(f"lifeboat: error: {exc}", err=True)
+        sys.exit(2)
+    except service.SyncRefused as exc:
+        click.echo(f"lifeboat: refused: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps({"status": "applied", "added": result.added, "updated": result.updated,
+                           "missing": result.missing, "returned": result.returned}))
+
+
+@inventory.command("export")
+@click.option("--scope", default="all", show_default=True)
+@with_app
+def inventory_export(scope: str) -> None:
+    """Print the inventory as the JSON feed that 'inventory sync' accepts."""
+    from portal.services import inventory as service
+
+    click.echo(json.dumps(service.export(scope), indent=1))
+
+
+@main.group()
+def catalog() -> None:
+    """The catalog of backup points."""
+
+
+@catalog.command("rebuild")
+@with_app
+def catalog_rebuild() -> None:
+    """Rebuild the catalog from the repositories under the storage root."""
+    from portal.services.catalog import rebuild
+
+    click.echo(f"{rebuild()} backup points added or updated")
+
+
+@main.group()
+def demo() -> None:
+    """Demo data for `make run`."""
+
+
+@demo.command("seed")
+@with_app
+def demo_seed() -> None:
+    """Create the demo organisations, users and VMs with real disk images and backups (idempotent)."""
+    from portal.demo import seed
+
+    for line in seed():
+        click.echo(line)

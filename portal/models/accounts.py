@@ -1,0 +1,99 @@
+"""Organisations, users and their roles, and SLA tiers."""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from ..extensions import db
+from .mixins import Deletable, Timestamped
+
+CUSTOMER_MEMBER = "customer_member"
+CUSTOMER_ADMIN = "customer_admin"
+ACCOUNT_MANAGER = "account_manager"
+OPERATOR = "operator"
+ROLES = (CUSTOMER_MEMBER, CUSTOMER_ADMIN, ACCOUNT_MANAGER, OPERATOR)
+
+PRIORITY_CLASSES = ("critical", "high", "normal", "low")
+
+
+class SlaTier(Timestamped, db.Model):  # type: ignore[name-defined,misc]
+    """What an organisation has bought: how fine its RPO may be, how much it may keep, how fast it returns."""
+
+    __tablename__ = "sla_tiers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+    min_rpo_minutes: Mapped[int] = mapped_column(Integer)
+    max_keep_hourly: Mapped[int] = mapped_column(Integer, default=24)
+    max_keep_daily: Mapped[int] = mapped_column(Integer, default=7)
+    max_keep_weekly: Mapped[int] = mapped_column(Integer, default=4)
+    max_keep_monthly: Mapped[int] = mapped_column(Integer, default=3)
+    restore_priority: Mapped[str] = mapped_column(String(16), default="normal")
+    rto_minutes: Mapped[int] = mapped_column(Integer, default=24 * 60)
+    business_critical_included: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class Organisation(Timestamped, Deletable, db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    tier_id: Mapped[int | None] = mapped_column(ForeignKey("sla_tiers.id"))
+    account_manager_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", use_alter=True))
+
+    tier: Mapped[SlaTier | None] = relationship(foreign_keys=[tier_id])
+
+
+class User(Timestamped, Deletable, db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(256), default="")
+    role: Mapped[str] = mapped_column(String(32))
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+    organisation: Mapped[Organisation | None] = relationship(foreign_keys=[organisation_id])
+
+    # Flask-Login
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return self.active and not self.pending_deletion
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return str(self.id)
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return bool(self.password_hash) and check_password_hash(self.password_hash, password)
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == OPERATOR
+
+    @property
+    def is_account_manager(self) -> bool:
+        return self.role == ACCOUNT_MANAGER
+
+    @property
+    def is_customer(self) -> bool:
+        return self.role in (CUSTOMER_MEMBER, CUSTOMER_ADMIN)
+
+    @property
+    def is_customer_admin(self) -> bool:
+        return self.role == CUSTOMER_ADMIN

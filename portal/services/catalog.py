@@ -1,0 +1,60 @@
+"""The catalog of backup points, kept in step with the repositories (which stay the source of truth).
+
+``refresh`` upserts from a VM's repository manifests; it never deletes a point because its manifest is
+absent (a repository being restored or moved must not empty the catalog); points whose revision is gone
+from the repository are left for the retention job, which forgets through the engine and records it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import current_app
+from sqlalchemy import select
+
+from storage.clock import parse_iso
+from storage.errors import StorageError
+from storage.repository import Repository
+
+from ..extensions import db
+from ..models import VM, BackupPoint
+
+TRUST_TO_STATE = {"trusted": "ok", "verified": "verified", "distrusted": "distrusted"}
+
+
+def refresh(vm: VM) -> int:
+    """Upsert the VM's backup points from its repository; return how many were added or changed."""
+    root = current_app.config["STORAGE_ROOT"]
+    if not os.path.isdir(os.path.join(root, vm.repository_name)):
+        return 0
+    try:
+        revisions = Repository.open(root, vm.repository_name).revisions()
+    except StorageError:
+        return 0
+    existing = {p.revision: p for p in db.session.scalars(select(BackupPoint).where(BackupPoint.vm_id == vm.id))}
+    changed = 0
+    for revision in revisions:
+        point = existing.get(revision.id)
+        if point is None:
+            point = BackupPoint(vm_id=vm.id, revision=revision.id)
+            db.session.add(point)
+        values = {
+            "created_at": parse_iso(revision.created).replace(tzinfo=None),
+            "size_bytes": revision.size,
+            "new_bytes": int(revision.stats.get("bytes_written", 0)),
+            "state": TRUST_TO_STATE.get(revision.trust, "ok"),
+            "verified_at": parse_iso(revision.verified_at).replace(tzinfo=None) if revision.verified_at else None,
+            "protected": revision.protected,
+        }
+        if any(getattr(point, k) != v for k, v in values.items()):
+            changed += 1
+            for key, value in values.items():
+                setattr(point, key, value)
+    return changed
+
+
+def rebuild() -> int:
+    """Refresh every VM's catalog from the repositories."""
+    total = sum(refresh(vm) for vm in db.session.scalars(select(VM)))
+    db.session.commit()
+    return total

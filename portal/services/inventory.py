@@ -1,0 +1,227 @@
+"""Inventory sync: the feed adds and updates, and never deletes.
+
+This module exists because a provider once lost a quarter of its disks: a server whose scope had narrowed
+to one customer received only that customer's pools, read every other pool's absence as deletion, and
+removed them. Here absence only ever sets ``missing_since`` ("not seen since"), and an operator decides.
+A feed whose scope would mark more than ``MASS_DROP_THRESHOLD`` of the known VMs missing is refused as a
+whole (nothing changes), recorded and audited. A feed for one organisation can only touch that
+organisation: naming another is bad input.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import select
+
+from .. import clock
+from ..extensions import db
+from ..models import ENVIRONMENTS, VM, Disk, InventorySync, Organisation, ResourceGroup, User
+from . import audit
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,199}")
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
+SOURCE = re.compile(r"(file:/[^\x00]{1,400}|rbd:[A-Za-z0-9._-]{1,100}/[A-Za-z0-9._-]{1,200})")
+
+
+class FeedError(ValueError):
+    """The feed itself is malformed or outside its scope (exit code 2, nothing changed)."""
+
+
+class SyncRefused(RuntimeError):
+    """The feed is well-formed but applying it would be dangerous (exit code 1, nothing changed)."""
+
+    def __init__(self, message: str, sync: InventorySync) -> None:
+        super().__init__(message)
+        self.sync = sync
+
+
+@dataclass
+class SyncResult:
+    sync: InventorySync
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    returned: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FeedVM:
+    org: str
+    group: str
+    name: str
+    environment: str
+    disks: tuple[tuple[str, str, int], ...]
+
+    @property
+    def size(self) -> int:
+        return sum(size for _, _, size in self.disks)
+
+
+def parse_feed(document: Any, scope: str) -> tuple[dict[str, str], list[FeedVM]]:
+    """Check the whole feed before anything is touched; return organisations (slug: name) and VMs."""
+    if not isinstance(document, dict) or not isinstance(document.get("organisations"), list):
+        raise FeedError('the feed must be a JSON object with an "organisations" list')
+    orgs: dict[str, str] = {}
+    vms: list[FeedVM] = []
+    seen: set[tuple[str, str]] = set()
+    for org in document["organisations"]:
+        slug = _text(org, "slug", SLUG, "organisation")
+        if scope != "all" and slug != scope:
+            raise FeedError(f"organisation {slug!r} is outside this feed's scope {scope!r}")
+        orgs[slug] = _text(org, "name", NAME, f"organisation {slug}") if "name" in org else slug
+        for group in _list(org, "resource_groups", f"organisation {slug}"):
+            group_name = _text(group, "name", NAME, f"a resource group of {slug}")
+            for vm in _list(group, "vms", f"resource group {group_name}"):
+                name = _text(vm, "name", NAME, f"a VM in {slug}/{group_name}")
+                if (slug, name) in seen:
+                    raise FeedError(f"VM {name!r} appears twice in organisation {slug!r}")
+                seen.add((slug, name))
+                environment = vm.get("environment", "production")
+                if environment not in ENVIRONMENTS:
+                    raise FeedError(f"VM {name!r}: environment must be one of {', '.join(ENVIRONMENTS)}")
+                disks = tuple(_disk(d, name) for d in _list(vm, "disks", f"VM {name}"))
+                vms.append(FeedVM(slug, group_name, name, environment, disks))
+    return orgs, vms
+
+
+def sync(document: Any, scope: str, actor: User | str) -> SyncResult:
+    """Apply a feed for ``scope`` (an organisation slug or ``all``); see the module docstring."""
+    orgs, feed_vms = parse_feed(document, scope)
+    if scope != "all" and scope not in orgs:
+        existing = db.session.scalar(select(Organisation).where(Organisation.slug == scope))
+        if existing is None:
+            raise FeedError(f"unknown organisation {scope!r}")
+    known = _known_vms(scope)
+    listed = {(vm.org, vm.name) for vm in feed_vms}
+    newly_missing = [vm for key, vm in known.items() if key not in listed and vm.missing_since is None]
+    actor_label = actor.email if isinstance(actor, User) else actor
+    threshold = float(current_app.config["MASS_DROP_THRESHOLD"])
+    if known and len(newly_missing) / len(known) > threshold:
+        record = InventorySync(scope=scope, status="refused", actor=actor_label, reason=(
+            f"the feed would mark {len(newly_missing)} of {len(known)} known VMs in scope {scope!r} as missing "
+            f"(more than {threshold:.0%}); refused, nothing changed"),
+            summary={"would_mark_missing": sorted(f"{vm.organisation.slug}/{vm.name}" for vm in newly_missing)})
+        db.session.add(record)
+        audit.record(actor, "inventory.sync_refused", None, after={"scope": scope, "reason": record.reason},
+                     label=scope)
+        db.session.commit()
+        raise SyncRefused(record.reason, record)
+    result = _apply(orgs, feed_vms, known, scope)
+    result.sync.actor = actor_label
+    audit.record(actor, "inventory.sync", None, label=scope, after={
+        "scope": scope, "added": len(result.added), "updated": len(result.updated),
+        "missing": len(result.missing), "returned": len(result.returned)})
+    db.session.commit()
+    return result
+
+
+def _apply(orgs: dict[str, str], feed_vms: list[FeedVM], known: dict[tuple[str, str], VM],
+           scope: str) -> SyncResult:
+    now = clock.now()
+    record = InventorySync(scope=scope, status="applied")
+    db.session.add(record)
+    result = SyncResult(record)
+    org_rows = {o.slug: o for o in db.session.scalars(select(Organisation).where(Organisation.slug.in_(orgs)))}
+    for slug, name in orgs.items():
+        if slug not in org_rows:
+            org_rows[slug] = Organisation(slug=slug, name=name)
+            db.session.add(org_rows[slug])
+    db.session.flush()
+    groups = {(g.organisation_id, g.name): g for g in db.session.scalars(
+        select(ResourceGroup).where(ResourceGroup.organisation_id.in_([o.id for o in org_rows.values()])))}
+    for item in feed_vms:
+        org = org_rows[item.org]
+        group = groups.get((org.id, item.group))
+        if group is None:
+            group = groups[(org.id, item.group)] = ResourceGroup(organisation_id=org.id, name=item.group)
+            db.session.add(group)
+            db.session.flush()
+        vm = known.get((item.org, item.name))
+        if vm is None:
+            vm = VM(organisation_id=org.id, name=item.name)
+            db.session.add(vm)
+            result.added.append(f"{item.org}/{item.name}")
+        elif (vm.environment, vm.resource_group_id, vm.size_bytes) != (item.environment, group.id, item.size):
+            result.updated.append(f"{item.org}/{item.name}")
+        if vm.missing_since is not None:
+            result.returned.append(f"{item.org}/{item.name}")
+            vm.missing_since = None
+        vm.environment, vm.resource_group_id, vm.size_bytes = item.environment, group.id, item.size
+        vm.last_seen_at = now
+        _update_disks(vm, item)
+    listed = {(vm.org, vm.name) for vm in feed_vms}
+    for key, vm in known.items():
+        if key not in listed and vm.missing_since is None:
+            vm.missing_since = now  # absence is a state, never a deletion
+            result.missing.append(f"{key[0]}/{key[1]}")
+    record.summary = {"added": result.added, "updated": result.updated, "missing": result.missing,
+                      "returned": result.returned}
+    return result
+
+
+def _update_disks(vm: VM, item: FeedVM) -> None:
+    by_name = {d.name: d for d in vm.disks}
+    for name, source, size in item.disks:
+        disk = by_name.get(name)
+        if disk is None:
+            vm.disks.append(Disk(name=name, source=source, size_bytes=size))
+        else:
+            disk.source, disk.size_bytes = source, size
+    # Disks missing from the feed stay: the feed adds and updates only.
+
+
+def _known_vms(scope: str) -> dict[tuple[str, str], VM]:
+    query = select(VM).join(Organisation).where(VM.deletion_due_at.is_(None))
+    if scope != "all":
+        query = query.where(Organisation.slug == scope)
+    return {(vm.organisation.slug, vm.name): vm for vm in db.session.scalars(query)}
+
+
+def export(scope: str = "all") -> dict[str, Any]:
+    """The inventory as a feed that ``sync`` accepts (VMs pending deletion left out)."""
+    query = select(Organisation).order_by(Organisation.slug)
+    if scope != "all":
+        query = query.where(Organisation.slug == scope)
+    organisations = []
+    for org in db.session.scalars(query):
+        groups: dict[str, list[dict[str, Any]]] = {}
+        vms = db.session.scalars(select(VM).where(VM.organisation_id == org.id, VM.deletion_due_at.is_(None))
+                                 .order_by(VM.name))
+        for vm in vms:
+            group = vm.resource_group.name if vm.resource_group else "default"
+            groups.setdefault(group, []).append({
+                "name": vm.name, "environment": vm.environment,
+                "disks": [{"name": d.name, "source": d.source, "size": d.size_bytes} for d in vm.disks],
+            })
+        organisations.append({"slug": org.slug, "name": org.name, "resource_groups": [
+            {"name": name, "vms": items} for name, items in sorted(groups.items())]})
+    return {"organisations": organisations}
+
+
+def _text(obj: Any, key: str, pattern: re.Pattern[str], where: str) -> str:
+    value = obj.get(key) if isinstance(obj, dict) else None
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        raise FeedError(f"{where}: {key!r} is missing or not a valid name")
+    return value
+
+
+def _list(obj: Any, key: str, where: str) -> list[Any]:
+    value = obj.get(key, []) if isinstance(obj, dict) else None
+    if not isinstance(value, list):
+        raise FeedError(f"{where}: {key!r} must be a list")
+    return value
+
+
+def _disk(disk: Any, vm: str) -> tuple[str, str, int]:
+    name = _text(disk, "name", NAME, f"a disk of VM {vm}")
+    source = disk.get("source")
+    if not isinstance(source, str) or not SOURCE.fullmatch(source):
+        raise FeedError(f"disk {name!r} of VM {vm}: source must be file:/PATH or rbd:POOL/IMAGE")
+    size = disk.get("size", 0)
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size < 2**63:
+        raise FeedError(f"disk {name!r} of VM {vm}: size must be a whole number of bytes")
+    return name, source, size

@@ -1,0 +1,124 @@
+"""Pages: dashboard, VM (policy form, backup points), audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import abort, current_app, render_template, request
+from flask_login import current_user, login_required
+from sqlalchemy import func, select
+from sqlalchemy.orm import joinedload
+
+from ..extensions import db
+from ..models import VM, AuditEntry, BackupPoint, Organisation
+from ..services import access, policies
+from ..services.policies import PolicyError
+from ..services.priority import priority_of
+from ..services.status import statuses
+from . import bp
+from .charts import size_chart
+
+
+def _page() -> int:
+    raw = request.args.get("page", "1")
+    if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+        abort(400)
+    return int(raw)
+
+
+@bp.route("/")
+@login_required
+def dashboard() -> str:
+    page = _page()
+    size = current_app.config["PAGE_SIZE"]
+    query = access.scope_to_user(select(VM), VM.organisation_id, current_user)
+    query = query.where(VM.deletion_due_at.is_(None))
+    total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    vms = list(db.session.scalars(
+        query.options(joinedload(VM.organisation).joinedload(Organisation.tier), joinedload(VM.policy))
+        .order_by(VM.name).limit(size).offset((page - 1) * size)
+    ).unique())
+    return render_template(
+        "dashboard.html", vms=vms, status=statuses(vms), priority=priority_of, page=page,
+        pages=max(1, -(-total // size)), total=total,
+    )
+
+
+@bp.route("/vms/<int:vm_id>")
+@login_required
+def vm_detail(vm_id: int) -> str:
+    vm = access.get_vm(current_user, vm_id)
+    return _render_vm(vm, errors={}, values=None)
+
+
+@bp.route("/vms/<int:vm_id>/policy", methods=["POST"])
+@login_required
+def vm_policy(vm_id: int) -> tuple[str, int] | str:
+    vm = access.get_vm(current_user, vm_id)
+    if not (current_user.is_customer_admin or current_user.is_operator or current_user.is_account_manager):
+        abort(403)
+    values, errors = _policy_form(request.form)
+    if not errors:
+        try:
+            policies.update(current_user, vm, values)
+        except PolicyError as exc:
+            errors = exc.errors
+    if errors:
+        db.session.rollback()
+        return _render_vm(vm, errors=errors, values=request.form, saved=False), 422
+    return _render_vm(vm, errors={}, values=None, saved=True)
+
+
+def _policy_form(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for field in ("rpo_minutes", *policies.KEEP_FIELDS):
+        raw = form.get(field, "").strip()
+        if not raw.isdigit() or len(raw) > 6:
+            errors[field] = "must be a whole number"
+        else:
+            values[field] = int(raw)
+    values["business_critical"] = form.get("business_critical") == "on"
+    values["excluded"] = form.get("excluded") == "on"
+    values["exclusion_reason"] = form.get("exclusion_reason", "")[:1000]
+    values["pre_hook"] = form.get("pre_hook", "")
+    values["post_hook"] = form.get("post_hook", "")
+    return values, errors
+
+
+def _render_vm(vm: VM, *, errors: dict[str, str], values: Any, saved: bool = False) -> str:
+    page = _page()
+    size = current_app.config["PAGE_SIZE"]
+    points = list(db.session.scalars(
+        select(BackupPoint).where(BackupPoint.vm_id == vm.id).order_by(BackupPoint.created_at.desc())
+        .limit(size).offset((page - 1) * size)
+    ))
+    total = db.session.scalar(select(func.count()).where(BackupPoint.vm_id == vm.id)) or 0
+    policy = policies.policy_of(vm)
+    can_edit = current_user.is_customer_admin or current_user.is_operator or current_user.is_account_manager
+    template = "vm.html"
+    context = dict(
+        vm=vm, policy=policy, points=points, chart=size_chart(points[:60]), errors=errors,
+        values=values or policies.snapshot(policy), saved=saved, can_edit=can_edit,
+        bounds=policies.Bounds.of(vm.organisation.tier), hooks=current_app.config["HOOK_CHOICES"],
+        priority=priority_of(vm), status=statuses([vm])[vm.id], page=page,
+        pages=max(1, -(-total // size)),
+    )
+    if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "policy":
+        return render_template("vm.html", partial="policy", **context)
+    return render_template(template, partial=None, **context)
+
+
+@bp.route("/audit")
+@login_required
+def audit_log() -> str:
+    page = _page()
+    size = current_app.config["PAGE_SIZE"]
+    query = access.scope_to_user(select(AuditEntry), AuditEntry.organisation_id, current_user)
+    action = request.args.get("action", "")[:64]
+    if action:
+        query = query.where(AuditEntry.action == action)
+    entries = list(db.session.scalars(
+        query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(size).offset((page - 1) * size)
+    ))
+    return render_template("audit.html", entries=entries, page=page, action=action)
