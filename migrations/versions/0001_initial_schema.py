@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 02:10:01.065558
+Create Date: 2026-11-24 02:16:21.362161
 
 """
 from alembic import op
@@ -60,6 +60,21 @@ def upgrade():
     )
     with op.batch_alter_table('organisations', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_organisations_deletion_due_at'), ['deletion_due_at'], unique=False)
+
+    op.create_table('notices',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('organisation_id', sa.Integer(), nullable=True),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('message', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('expires_at', sa.DateTime(), nullable=True),
+    sa.Column('dismissed_at', sa.DateTime(), nullable=True),
+    sa.ForeignKeyConstraint(['organisation_id'], ['organisations.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('notices', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_notices_created_at'), ['created_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_notices_organisation_id'), ['organisation_id'], unique=False)
 
     op.create_table('resource_groups',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -221,6 +236,11 @@ def downgrade():
         batch_op.drop_index(batch_op.f('ix_resource_groups_organisation_id'))
 
     op.drop_table('resource_groups')
+    with op.batch_alter_table('notices', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_notices_organisation_id'))
+        batch_op.drop_index(batch_op.f('ix_notices_created_at'))
+
+    op.drop_table('notices')
     with op.batch_alter_table('organisations', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_organisations_deletion_due_at'))
 

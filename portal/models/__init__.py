@@ -4,6 +4,7 @@ from .accounts import ROLES, Organisation, SlaTier, User
 from .audit import AuditEntry
 from .backups import BackupPoint
 from .inventory import ENVIRONMENTS, VM, Disk, InventorySync, Policy, ResourceGroup
+from .notices import Notice
 
 __all__ = [
     "ENVIRONMENTS",
@@ -13,6 +14,7 @@ __all__ = [
     "BackupPoint",
     "Disk",
     "InventorySync",
+    "Notice",
     "Organisation",
     "Policy",
     "ResourceGroup",

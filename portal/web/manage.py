@@ -1,0 +1,3 @@
+"""manage pages (being built)."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""recycle pages (being built)."""
+
+from __future__ import annotations

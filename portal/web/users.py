@@ -1,0 +1,3 @@
+"""users pages (being built)."""
+
+from __future__ import annotations
