@@ -160,9 +160,21 @@ def backup(
     """
     started = time.monotonic()
     source = open_source(source_spec)  # bad specs fail before anything is created
+    try:
+        return _backup(source, root, vm, hooks, tags, threads, wait, progress, chunk_size, started)
+    finally:
+        source.close()
+
+
+def _backup(source: Source, root: str, vm: str, hooks: Hooks | None, tags: Iterable[str], threads: int | None,
+            wait: float | None, progress: ProgressCallback | None, chunk_size: int, started: float) -> Revision:
     repo = Repository.open_or_create(root, vm, chunk_size=chunk_size)
     with repo.lock(exclusive=True, wait=wait, purpose="backup"):
-        repo.remove_leftovers()
+        running = os.path.join(repo.path, "backup.running")
+        if os.path.exists(running):  # the last backup was interrupted: its temp files are still there
+            repo.remove_leftovers()
+        with open(running, "w") as marker:
+            marker.write(f"{os.getpid()}\n")
         revisions = repo.revisions()
         trusted = [r for r in revisions if not r.distrusted]
         parent = trusted[-1] if trusted else None
@@ -195,6 +207,7 @@ def backup(
             _quietly(store.writer.close)  # no flusher thread outlives a failed backup
             _quietly(lambda: source.discard_snapshot(revision_id))
             raise
+        os.unlink(running)
         try:
             source.retire_snapshots({revision_id})
         except Exception as exc:  # a snapshot we failed to remove costs space, not data

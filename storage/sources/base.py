@@ -78,3 +78,6 @@ class Source(ABC):
 
     def retire_snapshots(self, keep: set[str]) -> None:  # noqa: B027 - optional for sources
         """Remove this source's Lifeboat snapshots except those of revisions in ``keep``."""
+
+    def close(self) -> None:  # noqa: B027 - optional for sources
+        """Release what the source holds across calls (a cluster connection)."""
