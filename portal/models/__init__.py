@@ -5,6 +5,7 @@ from .audit import AuditEntry
 from .backups import BackupPoint
 from .inventory import ENVIRONMENTS, VM, Disk, InventorySync, Policy, ResourceGroup
 from .notices import Notice
+from .runs import BackupRun, Restore
 
 __all__ = [
     "ENVIRONMENTS",
@@ -12,12 +13,14 @@ __all__ = [
     "VM",
     "AuditEntry",
     "BackupPoint",
+    "BackupRun",
     "Disk",
     "InventorySync",
     "Notice",
     "Organisation",
     "Policy",
     "ResourceGroup",
+    "Restore",
     "SlaTier",
     "User",
 ]

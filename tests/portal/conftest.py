@@ -28,12 +28,14 @@ def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 @pytest.fixture(scope="session")
 def _schema(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     """Build the schema once per session through the real migrations."""
-    from flask_migrate import downgrade, upgrade
+    from flask_migrate import upgrade
 
     app = create_app({"TESTING": True, "SQLALCHEMY_DATABASE_URI": database_url})
     with app.app_context():
         if database_url.startswith("postgresql"):
-            downgrade(revision="base")  # a clean slate on a shared server
+            with db.engine.begin() as connection:  # a clean slate on a shared server, whatever ran before
+                connection.execute(text("DROP SCHEMA public CASCADE"))
+                connection.execute(text("CREATE SCHEMA public"))
         upgrade()
         db.engine.dispose()
 

@@ -1,0 +1,55 @@
+"""The backup job: back a VM's disk up into its repository, then refresh the catalog."""
+
+from __future__ import annotations
+
+from portal.extensions import db
+from portal.models import BackupRun
+from portal.services import catalog
+from storage.backup import backup
+from storage.errors import StorageError
+from storage.hooks import Hooks
+
+from .context import ProgressWriter, app_context, mark_finished, mark_started, vm_lock
+
+
+def run_backup(run_id: int) -> str:
+    with app_context() as flask_app:
+        run = db.session.get(BackupRun, run_id)
+        if run is None or run.state not in ("queued", "running"):
+            return "skipped"
+        mark_started(run)
+        vm = run.vm
+        try:
+            if not vm.disks:
+                raise StorageError("the VM has no disks in the inventory")
+            policy = vm.policy
+            commands = flask_app.config["HOOK_COMMANDS"]
+            hooks = Hooks(pre=_hook(commands, policy.pre_hook if policy else ""),
+                          post=_hook(commands, policy.post_hook if policy else ""))
+
+            def waiting() -> None:
+                run.phase = "waiting for the VM"
+                db.session.commit()
+
+            with vm_lock(vm.id, on_wait=waiting):
+                revision = backup(flask_app.config["STORAGE_ROOT"], vm.repository_name, vm.disks[0].source,
+                                  hooks=hooks, wait=None, progress=ProgressWriter(run))
+            run.revision = revision.id
+            run.stats = {k: v for k, v in revision.stats.items() if k != "warnings"}
+            catalog.refresh(vm)
+            mark_finished(run, "done")
+            return revision.id
+        except Exception as exc:
+            db.session.rollback()
+            mark_finished(run, "failed", str(exc))
+            raise
+
+
+def _hook(commands: dict[str, str], name: str) -> str | None:
+    """Customers choose a hook by name from an allowed list; the command behind each name is the operator's
+    (``LIFEBOAT_HOOK_COMMANDS``, a JSON object), so no customer input ever reaches a shell."""
+    if not name:
+        return None
+    if name not in commands:
+        raise StorageError(f"snapshot hook {name!r} has no command configured (LIFEBOAT_HOOK_COMMANDS)")
+    return commands[name]

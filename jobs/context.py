@@ -1,0 +1,111 @@
+"""One portal app per worker process, and the per-VM lock that keeps a backup and a restore of one VM apart."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import Flask
+
+from portal import clock
+from portal.extensions import db
+
+_app: Flask | None = None
+
+LOCK_SECONDS = 60  # a lock expires this long after its holder stops refreshing it (a dead worker)
+REFRESH_SECONDS = 20
+
+
+def use_app(flask_app: Flask | None) -> None:
+    """Run jobs in this process against ``flask_app`` (in-process workers, tests); None: build from the env."""
+    global _app
+    _app = flask_app
+
+
+def app() -> Flask:
+    global _app
+    if _app is None:
+        from portal.app import create_app
+
+        _app = create_app()
+    return _app
+
+
+@contextmanager
+def app_context() -> Iterator[Flask]:
+    flask_app = app()
+    with flask_app.app_context():
+        try:
+            yield flask_app
+        finally:
+            db.session.remove()
+
+
+@contextmanager
+def vm_lock(vm_id: int, on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+    """Hold the VM's lock in Redis (expiring, refreshed while held); wait for it if another job has it.
+
+    Locks are per VM: jobs for different VMs never wait for each other; there is no global lock.
+    """
+    from portal.services.queue import connection
+
+    lock = connection(app().config).lock(f"lifeboat:vm:{vm_id}", timeout=LOCK_SECONDS, sleep=0.2)
+    if not lock.acquire(blocking=False):
+        if on_wait:
+            on_wait()
+        lock.acquire(blocking=True)
+    stop = threading.Event()
+
+    def refresh() -> None:
+        while not stop.wait(REFRESH_SECONDS):
+            try:
+                lock.extend(LOCK_SECONDS, replace_ttl=True)
+            except Exception:  # noqa: BLE001 - lost the lock (Redis restarted): the job still finishes
+                return
+
+    refresher = threading.Thread(target=refresh, daemon=True)
+    refresher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        refresher.join()
+        try:
+            lock.release()
+        except Exception:  # noqa: BLE001 - expired meanwhile
+            pass
+
+
+class ProgressWriter:
+    """Report progress to a row at most every ``interval`` seconds (each report is a commit)."""
+
+    def __init__(self, row: Any, interval: float = 0.5) -> None:
+        self.row = row
+        self.interval = interval
+        self._last = 0.0
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval and done < total:
+            return
+        self._last = now
+        self.row.phase, self.row.bytes_done, self.row.bytes_total = phase, done, total
+        db.session.commit()
+
+
+def mark_started(row: Any) -> None:
+    row.state = "running"
+    row.started_at = clock.now()
+    row.attempts += 1
+    row.error = ""
+    db.session.commit()
+
+
+def mark_finished(row: Any, state: str, error: str = "") -> None:
+    row.state = state
+    row.error = error[:2000]
+    row.finished_at = clock.now()
+    db.session.commit()

@@ -1,0 +1,79 @@
+"""The restore job: a full restore to a new image, or a file restore into a downloadable archive.
+
+Full restores of ``file:`` disks go to ``RESTORE_ROOT/vm-<id>-restore-<n>.img``, of ``rbd:`` disks to a new
+image ``POOL/<image>-restore-<n>`` beside the original. A retried job (worker died) continues the engine's
+partial output instead of starting over.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+
+from portal.extensions import db
+from portal.models import Restore
+from storage.browse import open_revision_disk
+from storage.restore import restore
+
+from .context import ProgressWriter, app_context, mark_finished, mark_started, vm_lock
+
+
+def run_restore(restore_id: int) -> str:
+    with app_context() as flask_app:
+        row = db.session.get(Restore, restore_id)
+        if row is None or row.state not in ("queued", "running"):
+            return "skipped"  # cancelled before it started
+        mark_started(row)
+        try:
+            def waiting() -> None:
+                row.phase = "waiting for the VM"
+                db.session.commit()
+
+            with vm_lock(row.vm_id, on_wait=waiting):
+                if row.kind == "full":
+                    _full(row, flask_app.config)
+                else:
+                    _files(row, flask_app.config)
+            mark_finished(row, "done")
+            return row.output_path
+        except Exception as exc:
+            db.session.rollback()
+            mark_finished(row, "failed", str(exc))
+            raise
+
+
+def _restore_root(config: dict[str, object]) -> str:
+    root = str(config.get("RESTORE_ROOT") or os.path.join(os.path.dirname(str(config["STORAGE_ROOT"])), "restores"))
+    os.makedirs(root, exist_ok=True)
+    return root
+
+
+def _full(row: Restore, config: dict[str, object]) -> None:
+    source = row.vm.disks[0].source if row.vm.disks else "file:"
+    if source.startswith("rbd:"):
+        pool_image = source[len("rbd:"):]
+        target = f"rbd:{pool_image}-restore-{row.id}"
+    else:
+        target = os.path.join(_restore_root(config), f"{row.vm.repository_name}-restore-{row.id}.img")
+    row.output_path = target
+    db.session.commit()
+    result = restore(str(config["STORAGE_ROOT"]), row.vm.repository_name, row.backup_point.revision, target,
+                     wait=None, progress=ProgressWriter(row))
+    row.report = {**result.as_dict(), "target": target}
+
+
+def _files(row: Restore, config: dict[str, object]) -> None:
+    out = os.path.join(_restore_root(config), f"{row.vm.repository_name}-files-{row.id}.tar.gz")
+    partial = out + ".partial"
+    with open_revision_disk(str(config["STORAGE_ROOT"]), row.vm.repository_name, row.backup_point.revision) as disk:
+        entries = [disk.stat(path) for path in row.paths]
+        row.bytes_total = sum(e.size for e in entries)
+        row.phase = "archiving"
+        db.session.commit()
+        with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as gz:
+            for piece in disk.iter_tar(row.paths):  # streamed from the backup: no copy of the image
+                gz.write(piece)
+    os.replace(partial, out)
+    row.output_path = out
+    row.bytes_done = row.bytes_total
+    row.report = {"files": [e.to_json() for e in entries], "archive": out, "bytes": os.path.getsize(out)}

@@ -1,0 +1,70 @@
+"""Rows for work done by jobs: a backup run, a restore. The row is written and committed first, the job is
+queued second and only ever receives the row's id; the job reports its phase and progress back to the row,
+so a lost queue or a dead worker never makes a request disappear (the reconciler finds the row)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .. import clock
+from ..extensions import db
+from .backups import BackupPoint
+from .inventory import VM
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+ACTIVE_STATES = (QUEUED, RUNNING)
+
+
+class JobRow:
+    """Columns every job-backed row has."""
+
+    state: Mapped[str] = mapped_column(String(16), default=QUEUED, index=True)
+    phase: Mapped[str] = mapped_column(String(32), default="")
+    bytes_done: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str] = mapped_column(Text, default="")
+    job_id: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=clock.now, index=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(default=0)
+
+    @property
+    def progress(self) -> float:
+        return round(self.bytes_done / self.bytes_total, 4) if self.bytes_total else (1.0 if self.state == DONE
+                                                                                      else 0.0)
+
+
+class BackupRun(JobRow, db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "backup_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vm_id: Mapped[int] = mapped_column(ForeignKey("vms.id"), index=True)
+    revision: Mapped[str] = mapped_column(String(64), default="")
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    vm: Mapped[VM] = relationship()
+
+
+class Restore(JobRow, db.Model):  # type: ignore[name-defined,misc]
+    __tablename__ = "restores"
+    __table_args__ = (Index("ix_restores_state_class", "state", "priority_class"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vm_id: Mapped[int] = mapped_column(ForeignKey("vms.id"), index=True)
+    backup_point_id: Mapped[int] = mapped_column(ForeignKey("backup_points.id"))
+    kind: Mapped[str] = mapped_column(String(8))  # full | files
+    paths: Mapped[list[str]] = mapped_column(JSON, default=list)
+    target: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    priority_class: Mapped[str] = mapped_column(String(16), default="normal")
+    priority_reason: Mapped[str] = mapped_column(String(300), default="")
+    requested_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    output_path: Mapped[str] = mapped_column(String(500), default="")
+
+    vm: Mapped[VM] = relationship()
+    backup_point: Mapped[BackupPoint] = relationship()

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# `make run`: database, demo data, embedded Redis, two workers and the web app; Ctrl-C stops them all.
+set -euo pipefail
+BIN=${BIN:-.venv/bin}
+PORT=${PORT:-5000}
+export LIFEBOAT_DEMO=true
+pids=()
+stop() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap stop EXIT INT TERM
+
+"$BIN/lifeboat" db upgrade
+"$BIN/lifeboat" demo seed
+rm -f var/redis.url
+"$BIN/lifeboat" redis & pids+=($!)
+for _ in $(seq 100); do [ -s var/redis.url ] && break; sleep 0.1; done
+"$BIN/lifeboat" worker -n 2 & pids+=($!)
+echo
+echo "Lifeboat demo on http://127.0.0.1:$PORT  (logins above, password: demo; Ctrl-C stops everything)"
+"$BIN/flask" --app wsgi run --host 127.0.0.1 --port "$PORT" & pids+=($!)
+wait "${pids[-1]}"
