@@ -75,7 +75,7 @@ def vm_lock(vm_id: int, on_wait: Callable[[], None] | None = None) -> Iterator[N
         refresher.join()
         try:
             lock.release()
-        except Exception:  # noqa: BLE001 - expired meanwhile
+        except Exception:  # noqa: BLE001,S110 - expired meanwhile
             pass
 
 

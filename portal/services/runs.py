@@ -63,7 +63,7 @@ def cancel_restore(actor: User, restore: Restore) -> bool:
         from rq.job import Job
 
         Job.fetch(restore.job_id, connection=queue.connection()).cancel()
-    except Exception:  # noqa: BLE001 - the row says cancelled; the job checks it before it starts anyway
+    except Exception:  # noqa: BLE001,S110 - the row says cancelled; the job checks it before it starts anyway
         pass
     return True
 
