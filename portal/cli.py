@@ -168,3 +168,41 @@ def embedded_redis() -> None:
     finally:
         os.unlink(pointer)
         server.shutdown()
+
+
+@main.group()
+def deletions() -> None:
+    """Deletions whose grace period has run out."""
+
+
+@deletions.command("purge")
+@with_app
+def deletions_purge() -> None:
+    """Carry out every deletion that is due (protected data is kept; busy data waits for the next run)."""
+    from portal.services.deletions import purge_due
+
+    report = purge_due()
+    click.echo(report.summary())
+    sys.exit(1 if report.failed else 0)
+
+
+@main.command("scheduler")
+@click.option("--once", is_flag=True, help="Run one tick and exit.")
+@click.option("--interval", type=click.FloatRange(min=1), default=60, show_default=True, help="Seconds per tick.")
+@with_app
+def scheduler(once: bool, interval: float) -> None:
+    """Enqueue due backups, raise RPO-miss notices, re-queue lost jobs, purge due deletions."""
+    import time
+
+    from portal import clock
+    from portal.services import deletions, schedule
+
+    while True:
+        result = schedule.tick(clock.now())
+        purged = deletions.purge_due()
+        click.echo(f"{clock.now():%H:%M:%S} backups requested: {len(result.backups)}, RPO missed: "
+                   f"{len(result.rpo_missed)}, re-queued: {len(result.requeued)}, failed: {len(result.failed)}; "
+                   f"{purged.summary()}")
+        if once:
+            return
+        time.sleep(interval)

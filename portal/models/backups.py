@@ -19,6 +19,9 @@ class BackupPoint(Deletable, db.Model):  # type: ignore[name-defined,misc]
     __table_args__ = (
         UniqueConstraint("vm_id", "revision"),
         Index("ix_backup_points_vm_created", "vm_id", "created_at"),
+        # The dashboard's "last good backup per VM": without it SQLite scans via the deletion_due_at index.
+        Index("ix_backup_points_vm_state_due_created", "vm_id", "state", "deletion_due_at", "created_at"),
+        Index("ix_backup_points_vm_verified", "vm_id", "verified_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

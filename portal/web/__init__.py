@@ -6,4 +6,4 @@ from flask import Blueprint
 
 bp = Blueprint("web", __name__)
 
-from . import manage, recycle, users, views  # noqa: E402,F401 - registers the routes
+from . import manage, recycle, restores, users, views  # noqa: E402,F401 - registers the routes

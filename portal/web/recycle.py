@@ -1,3 +1,140 @@
-"""recycle pages (being built)."""
+"""The recycle bin, delete and undo: one click, no "are you sure" (the grace period and Undo are the safety).
+
+htmx requests get the ``_deletion_controls.html`` fragment (the button turns into "deleted on … Undo" and
+back); plain form posts get a redirect with a flash message, so everything works without JavaScript.
+Refusals keep their status (403, 404, 409) and a message; the fragment opts in to being swapped on them.
+"""
 
 from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
+from markupsafe import escape
+from werkzeug.wrappers import Response
+
+from ..extensions import db
+from ..models import Notice
+from ..services import deletions
+from ..services.deletions import DeletionError
+from . import bp
+
+
+@bp.app_context_processor
+def _deletion_helpers() -> dict[str, Any]:
+    """Template helpers for the delete/undo controls and the banner; queries run only when a template calls."""
+
+    def notices() -> list[Notice]:
+        if not current_user.is_authenticated:
+            return []
+        return deletions.upcoming_notices(current_user)
+
+    return {
+        "deletion_kind": deletions.kind_of,
+        "may_delete": lambda obj: current_user.is_authenticated and deletions.may_delete(current_user, obj),
+        "may_undo": lambda obj: current_user.is_authenticated and deletions.may_undo(current_user, obj),
+        "deletion_url": _delete_url,
+        "undo_url": lambda obj: url_for("web.deletion_undo", kind=deletions.kind_of(obj), obj_id=obj.id),
+        "deletion_notices": notices,
+    }
+
+
+def _delete_url(obj: Any) -> str:
+    kind = deletions.kind_of(obj)
+    if kind == "backup":
+        return url_for("web.backup_delete", backup_id=obj.id)
+    if kind == "vm":
+        return url_for("web.vm_delete", vm_id=obj.id)
+    return url_for("web.deletion_request", kind=kind, obj_id=obj.id)
+
+
+@bp.route("/recycle")
+@login_required
+def recycle_bin() -> str:
+    return render_template("recycle.html", entries=deletions.pending_for(current_user))
+
+
+@bp.route("/backups/<int:backup_id>/delete", methods=["POST"])
+@login_required
+def backup_delete(backup_id: int) -> Response | tuple[str, int]:
+    return _act("delete", _find("backup", backup_id))
+
+
+@bp.route("/vms/<int:vm_id>/delete", methods=["POST"])
+@login_required
+def vm_delete(vm_id: int) -> Response | tuple[str, int]:
+    return _act("delete", _find("vm", vm_id))
+
+
+@bp.route("/recycle/<kind>/<int:obj_id>/delete", methods=["POST"])
+@login_required
+def deletion_request(kind: str, obj_id: int) -> Response | tuple[str, int]:
+    """Users and organisations (and, for symmetry, backups and VMs) by kind."""
+    return _act("delete", _find(kind, obj_id))
+
+
+@bp.route("/recycle/<kind>/<int:obj_id>/undo", methods=["POST"])
+@login_required
+def deletion_undo(kind: str, obj_id: int) -> Response | tuple[str, int]:
+    return _act("undo", _find(kind, obj_id))
+
+
+def _find(kind: str, obj_id: int) -> Any:
+    if kind not in deletions.KINDS:
+        abort(404)
+    try:
+        return deletions.find(current_user, kind, obj_id)
+    except DeletionError:
+        abort(404)
+
+
+def _act(action: str, obj: Any) -> Response | tuple[str, int]:
+    label = deletions.label_of(obj)
+    obj_id, kind = obj.id, deletions.kind_of(obj)
+    try:
+        if action == "delete":
+            deletions.request_deletion(current_user, obj)
+        else:
+            deletions.undo(current_user, obj)
+    except DeletionError as exc:
+        return _refused(obj, exc)
+    fresh = db.session.get(deletions.KINDS[kind], obj_id)
+    message = _message(action, fresh, label)
+    if _is_htmx():
+        if fresh is None or deletions.is_purged(fresh):  # a kind without grace: already gone
+            return f'<span class="deletion-controls" role="status">{escape(message)}</span>', 200
+        return render_template("_deletion_controls.html", obj=fresh, message=message, back=_back()), 200
+    flash(message, "ok")
+    return redirect(_back(), code=303)
+
+
+def _message(action: str, obj: Any, label: str) -> str:
+    if action == "undo":
+        return f"Restored: the {label} will not be deleted."
+    if obj is None or deletions.is_purged(obj):
+        return f"Deleted: the {label}."
+    if obj.deletion_due_at is None:
+        return f"The {label} was kept: it is protected (see the audit log)."
+    return f"The {label} will be deleted on {obj.deletion_due_at:%Y-%m-%d %H:%M} UTC. Undo in the recycle bin."
+
+
+def _refused(obj: Any, exc: DeletionError) -> tuple[str, int]:
+    if exc.status == 404:
+        abort(404)
+    if _is_htmx():
+        return render_template("_deletion_controls.html", obj=obj, error=str(exc), back=_back()), exc.status
+    return render_template("error.html", code=exc.status, message=str(exc)), exc.status
+
+
+def _is_htmx() -> bool:
+    return request.headers.get("HX-Request") == "true"
+
+
+def _back() -> str:
+    """Where a plain form post returns: the ``next`` field if it is a path on this site, else the bin."""
+    target = request.form.get("next", "")[:500]
+    if target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc and "\\" not in target:
+        return target
+    return url_for("web.recycle_bin")

@@ -13,9 +13,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import text
 
+from portal import clock
 from portal.app import create_app
 from portal.extensions import db
-from portal.models import VM, Disk, Organisation, Policy, SlaTier, User
+from portal.models import VM, BackupPoint, Disk, Organisation, Policy, Restore, SlaTier, User
 
 PASSWORD = "correct horse battery staple"
 
@@ -124,6 +125,15 @@ def make_vm(org: Organisation, name: str = "web-1", environment: str = "producti
     return vm
 
 
+def make_point(vm: VM, revision: str = "20261124T000000Z-000000", **values: Any) -> BackupPoint:
+    """A catalog row (no repository behind it: tests that read data make a real one)."""
+    point = BackupPoint(vm_id=vm.id, revision=revision, created_at=values.pop("created_at", clock.now()),
+                        size_bytes=values.pop("size_bytes", 1 << 30), state=values.pop("state", "ok"), **values)
+    db.session.add(point)
+    db.session.commit()
+    return point
+
+
 @pytest.fixture
 def world(app: Flask) -> dict[str, Any]:
     """Two tenants on different tiers, a user of every role, a VM or two each."""
@@ -133,13 +143,21 @@ def world(app: Flask) -> dict[str, Any]:
     manager = make_user("manager@lifeboat.example", "account_manager")
     acme = make_org("acme", premium, account_manager_id=manager.id)
     globex = make_org("globex", basic)
+    acme_vm, globex_vm = make_vm(acme, "web-1"), make_vm(globex, "shop-1", rpo_minutes=1440)
+    acme_point, globex_point = make_point(acme_vm), make_point(globex_vm)
+    acme_admin = make_user("admin@acme.example", "customer_admin", acme)
+    restore = Restore(vm_id=acme_vm.id, backup_point_id=acme_point.id, kind="full", priority_class="critical",
+                      requested_by_id=acme_admin.id, job_id="restore-test")
+    db.session.add(restore)
+    db.session.commit()
     return {
         "premium": premium, "basic": basic, "acme": acme, "globex": globex, "manager": manager,
+        "acme_point": acme_point, "globex_point": globex_point, "acme_restore": restore,
         "operator": make_user("operator@lifeboat.example", "operator"),
-        "acme_admin": make_user("admin@acme.example", "customer_admin", acme),
+        "acme_admin": acme_admin,
         "acme_member": make_user("dev@acme.example", "customer_member", acme),
         "globex_admin": make_user("admin@globex.example", "customer_admin", globex),
-        "acme_vm": make_vm(acme, "web-1"),
+        "acme_vm": acme_vm,
         "acme_staging": make_vm(acme, "staging-api", "staging"),
-        "globex_vm": make_vm(globex, "shop-1", rpo_minutes=1440),
+        "globex_vm": globex_vm,
     }

@@ -1,0 +1,120 @@
+"""The scheduler's decisions, one tick at a time, with the clock passed in (tested with a fixed one).
+
+- A backup is due when a VM's last good backup would exceed its RPO before the next tick, minus a
+  per-VM offset (up to a tenth of the RPO, from the VM id) that spreads start times so VMs do not all start
+  on the hour. After downtime every overdue VM is due at once, and only once (an active run blocks more).
+- RPO misses raise a notice for the organisation (once per VM until it is back within its RPO).
+- The reconciler re-queues rows whose job Redis no longer knows (Redis restarted empty) and those whose
+  worker died mid-job (the engine resumes a restore from its partial output); after three attempts the
+  row is failed with the reason, so no request disappears silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import VM, BackupRun, Notice, Restore
+from ..models.runs import ACTIVE_STATES, FAILED, QUEUED, RUNNING
+from . import queue, runs
+from .status import statuses
+
+TICK = timedelta(minutes=1)
+MAX_ATTEMPTS = 3
+
+
+@dataclass
+class TickResult:
+    backups: list[int] = field(default_factory=list)  # VM ids a backup was requested for
+    rpo_missed: list[int] = field(default_factory=list)
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def spread(vm: VM, rpo_minutes: int) -> timedelta:
+    """A stable offset for the VM, up to a tenth of its RPO."""
+    window = max(1, rpo_minutes * 6)  # a tenth of the RPO, in seconds
+    return timedelta(seconds=(vm.id * 7919) % window)
+
+
+def due_backups(now: datetime, tick: timedelta = TICK) -> list[VM]:
+    vms = list(db.session.scalars(select(VM).where(VM.deletion_due_at.is_(None), VM.missing_since.is_(None))))
+    active = set(db.session.scalars(select(BackupRun.vm_id).where(BackupRun.state.in_(ACTIVE_STATES))))
+    state = statuses(vms)
+    due = []
+    for vm in vms:
+        policy = vm.policy
+        if policy is None or policy.excluded or not vm.disks or vm.id in active:
+            continue
+        last = state[vm.id].last_good
+        rpo = timedelta(minutes=policy.rpo_minutes)
+        if last is None or last + rpo - spread(vm, policy.rpo_minutes) <= now + tick:
+            due.append(vm)
+    return due
+
+
+def rpo_misses(now: datetime) -> list[VM]:
+    vms = list(db.session.scalars(select(VM).where(VM.deletion_due_at.is_(None))))
+    state = statuses(vms)
+    return [vm for vm in vms if vm.policy and not vm.policy.excluded and state[vm.id].last_good is not None
+            and now - state[vm.id].last_good > timedelta(minutes=vm.policy.rpo_minutes)]  # type: ignore[operator]
+
+
+def tick(now: datetime) -> TickResult:
+    result = TickResult()
+    for vm in due_backups(now):
+        runs.request_backup(vm, "system:scheduler")
+        result.backups.append(vm.id)
+    for vm in rpo_misses(now):
+        kind = f"rpo_missed:{vm.id}"
+        if db.session.scalar(select(Notice).where(Notice.kind == kind, Notice.dismissed_at.is_(None))) is None:
+            db.session.add(Notice(organisation_id=vm.organisation_id, kind=kind, created_at=now,
+                                  message=f"{vm.name} has no good backup within its RPO of "
+                                          f"{vm.policy.rpo_minutes} minutes"))  # type: ignore[union-attr]
+            result.rpo_missed.append(vm.id)
+    for notice in db.session.scalars(select(Notice).where(Notice.kind.like("rpo_missed:%"),
+                                                          Notice.dismissed_at.is_(None))):
+        if int(notice.kind.split(":")[1]) not in {vm.id for vm in rpo_misses(now)}:
+            notice.dismissed_at = now  # back within its RPO
+    db.session.commit()
+    reconcile(result)
+    return result
+
+
+def reconcile(result: TickResult) -> None:
+    """Re-queue rows Redis lost or whose worker died; fail them after MAX_ATTEMPTS."""
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    connection = queue.connection()
+    rows: list[BackupRun | Restore] = [
+        *db.session.scalars(select(BackupRun).where(BackupRun.state.in_((QUEUED, RUNNING)))),
+        *db.session.scalars(select(Restore).where(Restore.state.in_((QUEUED, RUNNING)))),
+    ]
+    for row in rows:
+        try:
+            found = Job.fetch(row.job_id, connection=connection).get_status()
+            status: str | None = str(getattr(found, "value", found))
+        except NoSuchJobError:
+            status = None
+        if status in ("queued", "started", "scheduled", "deferred"):
+            continue  # Redis has it and a worker will run (or is running) it
+        # Lost: Redis forgot the job, or its worker died (RQ moves abandoned jobs to the failed registry).
+        if row.attempts >= MAX_ATTEMPTS:
+            row.state, row.error = FAILED, f"gave up after {row.attempts} attempts (worker or queue lost)"
+            result.failed.append(row.job_id)
+            continue
+        row.state = QUEUED
+        db.session.commit()
+        name = "backup" if isinstance(row, BackupRun) else queue.restore_queue(row.priority_class)
+        function = "jobs.backup.run_backup" if isinstance(row, BackupRun) else "jobs.restore.run_restore"
+        try:
+            Job.fetch(row.job_id, connection=connection).delete()
+        except NoSuchJobError:
+            pass
+        queue.enqueue(name, function, row.id, job_id=row.job_id)
+        result.requeued.append(row.job_id)
+    db.session.commit()

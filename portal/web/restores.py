@@ -1,0 +1,152 @@
+"""Restores from the portal: browse a backup point's files, download a selection, request full or file
+restores, and follow them (queue position, priority and why, progress, throughput, ETA, report)."""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator
+
+from flask import Response, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask_login import current_user, login_required
+from sqlalchemy import select
+from werkzeug.wrappers import Response as BaseResponse
+
+from storage.browse import open_revision_disk
+from storage.errors import StorageError
+
+from ..extensions import db
+from ..models import VM, Restore
+from ..services import access, runs
+from ..services.eta import estimate, finished_in
+from . import bp
+
+MAX_LISTING = 2000
+
+
+def _point(vm_id: int, backup_id: int) -> tuple[VM, object]:
+    vm = access.get_vm(current_user, vm_id)
+    point = access.get_backup(current_user, vm, backup_id)
+    if point.pending_deletion:
+        abort(404)
+    return vm, point
+
+
+def _path_arg(name: str = "path", default: str = "/") -> str:
+    path = request.args.get(name, default)
+    if not path.startswith("/") or len(path) > 4096 or "\x00" in path:
+        abort(400, description="path must be absolute")
+    return path
+
+
+@bp.route("/vms/<int:vm_id>/backups/<int:backup_id>/files")
+@login_required
+def browse(vm_id: int, backup_id: int) -> str | tuple[str, int]:
+    vm, point = _point(vm_id, backup_id)
+    path = _path_arg()
+    query = request.args.get("q", "").strip()[:200]
+    try:
+        with open_revision_disk(current_app.config["STORAGE_ROOT"], vm.repository_name, point.revision) as disk:
+            if query:
+                entries = disk.search(path, query, limit=MAX_LISTING)
+            else:
+                entries = disk.list_dir(path)[:MAX_LISTING]
+    except StorageError as exc:
+        return render_template("browse.html", vm=vm, point=point, path=path, entries=[], error=str(exc),
+                               query=query, partial=bool(request.headers.get("HX-Request"))), 422
+    return render_template("browse.html", vm=vm, point=point, path=path, entries=entries, error=None,
+                           query=query, partial=bool(request.headers.get("HX-Request")))
+
+
+@bp.route("/vms/<int:vm_id>/backups/<int:backup_id>/download")
+@login_required
+def download_selection(vm_id: int, backup_id: int) -> Response:
+    """Stream a tar.gz or zip of the selection straight from the backup (no copy of the image anywhere)."""
+    vm, point = _point(vm_id, backup_id)
+    paths = request.args.getlist("path")
+    if not paths or len(paths) > 1000 or any(not p.startswith("/") or len(p) > 4096 for p in paths):
+        abort(400, description="choose 1 to 1000 absolute paths")
+    kind = request.args.get("format", "tar.gz")
+    if kind not in ("tar.gz", "zip"):
+        abort(400, description="format must be tar.gz or zip")
+    root = current_app.config["STORAGE_ROOT"]
+    try:  # check the selection before the first byte is sent, so errors can still be a clean 4xx
+        with open_revision_disk(root, vm.repository_name, point.revision) as disk:
+            for path in paths:
+                disk.stat(path)
+    except StorageError as exc:
+        abort(422, description=str(exc))
+
+    def generate() -> Iterator[bytes]:
+        with open_revision_disk(root, vm.repository_name, point.revision) as disk:
+            if kind == "zip":
+                yield from disk.iter_zip(paths)
+                return
+            gzip = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip stream
+            for piece in disk.iter_tar(paths):
+                out = gzip.compress(piece)
+                if out:
+                    yield out
+            yield gzip.flush()
+
+    name = f"{vm.name}-{point.revision}.{kind}".replace("/", "_")
+    return Response(generate(), mimetype="application/gzip" if kind == "tar.gz" else "application/zip",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@bp.route("/vms/<int:vm_id>/backups/<int:backup_id>/restore", methods=["POST"])
+@login_required
+def request_restore(vm_id: int, backup_id: int) -> BaseResponse | tuple[str, int]:
+    vm, point = _point(vm_id, backup_id)
+    kind = request.form.get("kind", "full")
+    paths = request.form.getlist("path")
+    try:
+        restore = runs.request_restore(current_user, vm, point, kind, paths=paths)  # type: ignore[arg-type]
+    except runs.RestoreError as exc:
+        db.session.rollback()
+        return render_template("error.html", code=422, message=str(exc)), 422
+    return redirect(url_for("web.restore_detail", restore_id=restore.id))
+
+
+def _restore(restore_id: int) -> Restore:
+    restore = db.session.get(Restore, restore_id)
+    if restore is None:
+        abort(404)
+    access.get_vm(current_user, restore.vm_id)  # 404 for another tenant's restore
+    return restore
+
+
+@bp.route("/restores")
+@login_required
+def restore_list() -> str:
+    query = access.scope_to_user(select(Restore).join(VM), VM.organisation_id, current_user)
+    restores = list(db.session.scalars(query.order_by(Restore.created_at.desc()).limit(100)))
+    return render_template("restores.html", restores=restores, estimate=estimate)
+
+
+@bp.route("/restores/<int:restore_id>")
+@login_required
+def restore_detail(restore_id: int) -> str:
+    restore = _restore(restore_id)
+    template = "restore.html"
+    return render_template(template, restore=restore, eta=estimate(restore), elapsed=finished_in(restore),
+                           partial=request.headers.get("HX-Request") == "true")
+
+
+@bp.route("/restores/<int:restore_id>/cancel", methods=["POST"])
+@login_required
+def restore_cancel(restore_id: int) -> BaseResponse:
+    restore = _restore(restore_id)
+    if not runs.cancel_restore(current_user, restore):
+        abort(409, description="only a restore that has not started can be cancelled")
+    return redirect(url_for("web.restore_detail", restore_id=restore.id))
+
+
+@bp.route("/restores/<int:restore_id>/download")
+@login_required
+def restore_download(restore_id: int) -> Response:
+    restore = _restore(restore_id)
+    if restore.kind != "files" or restore.state != "done" or not os.path.isfile(restore.output_path):
+        abort(404)
+    return send_file(restore.output_path, as_attachment=True,
+                     download_name=f"{restore.vm.name}-restore-{restore.id}.tar.gz")

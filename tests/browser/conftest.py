@@ -1,0 +1,140 @@
+"""Browser tests: the real app, served over HTTP on a loopback port, driven by Debian's Chromium via Playwright.
+
+Why this shape:
+- Debian's ``chromium`` (``scripts/install-browser.sh``) instead of Playwright's own browser download: no CDN
+  fetch at test time, and the browser gets security updates from apt. Playwright only drives it
+  (``executable_path``). The tests skip, with the reason, only when Chromium cannot be installed.
+- A real HTTP server (werkzeug ``make_server`` in a thread) rather than the Flask test client: cookies, redirects,
+  CSRF tokens in real forms and htmx's JavaScript all run as they do for a customer.
+- Its own SQLite database, built through the real migrations and seeded once per session by
+  ``portal.demo.seed()`` (real disk images and real engine backups, ~5 s), so these tests never share state with
+  ``tests/portal`` and see the same data as ``make run``.
+- ``DEMO`` is on so the session cookie is not ``Secure`` (the test server speaks plain http); CSRF stays on.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import BaseWSGIServer, make_server
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+INSTALL_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "install-browser.sh"
+PASSWORD = "demo"  # portal.demo.PASSWORD, spelled out so a change there is a visible test change
+TIMEOUT_MS = 10_000
+
+
+def _ensure_chromium() -> str | None:
+    """The Chromium path, installing it with the project's script when missing; None and why when impossible."""
+    if os.access(CHROMIUM, os.X_OK):
+        return CHROMIUM
+    if shutil.which("bash") and INSTALL_SCRIPT.exists():
+        subprocess.run(["bash", str(INSTALL_SCRIPT)], check=False, timeout=900)
+    return CHROMIUM if os.access(CHROMIUM, os.X_OK) else None
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    path = _ensure_chromium()
+    if path is None:
+        pytest.skip(f"browser tests need Debian's chromium at {CHROMIUM}; scripts/install-browser.sh could not "
+                    "install it (not root, or no apt-get)")
+    return path
+
+
+@dataclass
+class LiveServer:
+    """The app under test, reachable at ``url``; ``app`` gives tests an app context for checks in the database."""
+
+    app: Flask
+    url: str
+
+
+@pytest.fixture(scope="session")
+def live_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """Serve a freshly migrated and demo-seeded app on a free loopback port for the whole session.
+
+    Depends on ``chromium_path`` so nothing is built when the browser tests are going to skip anyway.
+    """
+    from flask_migrate import upgrade
+
+    from portal import demo
+    from portal.app import create_app
+    from portal.extensions import db
+
+    root = tmp_path_factory.mktemp("browser")
+    app = create_app({
+        "SQLALCHEMY_DATABASE_URI": f"sqlite:///{root / 'lifeboat.db'}",
+        "STORAGE_ROOT": str(root / "repositories"),
+        "DEMO": True,  # plain-http cookies for the loopback server; everything else as in production
+        "SECRET_KEY": os.urandom(32).hex(),
+        # The login limiter stays on, but one session of tests signs in more often than a person would.
+        "LOGIN_RATE_LIMIT": "1000 per minute",
+    })
+    with app.app_context():
+        upgrade()
+        for _ in demo.seed():
+            pass
+        db.session.remove()
+
+    server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="lifeboat-live-server", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(app=app, url=f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def browser(chromium_path: str) -> Iterator[Any]:
+    """One Chromium for the session (start-up is the slow part); each test gets its own context below."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, live_server: LiveServer) -> Iterator[Any]:
+    """A fresh browser context per test: no cookies carried over, so every test signs in for itself."""
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 800})
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield page
+    finally:
+        context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
+    """Sign in through the real login form, and wait until the dashboard is there."""
+    page.goto("/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(lambda url: not url.rstrip("/").endswith("/login") and "/login?" not in url)

@@ -1,0 +1,62 @@
+"""The scheduler with a fixed clock, and the reconciler against a real Redis that loses its jobs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from portal import clock
+from portal.extensions import db
+from portal.models import BackupRun, Notice, Restore
+from portal.services import runs, schedule
+
+from .conftest import run_jobs
+
+
+def test_exactly_the_due_backups_are_enqueued(world, queues) -> None:
+    now = clock.now()
+    first = schedule.tick(now)  # acme and globex VMs have a good point from "now"; staging has none
+    assert first.backups == [world["acme_staging"].id]
+    assert schedule.tick(now).backups == []  # an active run blocks a second request for the same VM
+    later = now + timedelta(hours=3)  # past acme web-1's 120 min RPO, well within globex's 24 h
+    assert schedule.tick(later).backups == [world["acme_vm"].id]
+    queued = sorted(r.vm_id for r in BackupRun.query.all())
+    assert queued == sorted([world["acme_staging"].id, world["acme_vm"].id])
+
+
+def test_start_times_are_spread_within_a_tenth_of_the_rpo(world) -> None:
+    offsets = {schedule.spread(vm, 60) for vm in (world["acme_vm"], world["acme_staging"], world["globex_vm"])}
+    assert len(offsets) == 3 and all(timedelta(0) <= o < timedelta(minutes=6) for o in offsets)
+
+
+def test_rpo_misses_raise_one_notice_until_back_within(world, queues) -> None:
+    later = clock.now() + timedelta(hours=3)
+    assert world["acme_vm"].id in schedule.tick(later).rpo_missed
+    assert schedule.tick(later).rpo_missed == []  # still missed: no second notice
+    notice = Notice.query.filter_by(kind=f"rpo_missed:{world['acme_vm'].id}").one()
+    assert notice.dismissed_at is None and "RPO of 120 minutes" in notice.message
+
+
+def test_redis_flushed_the_reconciler_requeues_and_the_job_runs(file_vm, queues, world) -> None:
+    run = runs.request_backup(file_vm, world["operator"])
+    queues.flushdb()  # Redis restarted empty: the job is gone, the row is not
+    result = schedule.tick(clock.now())
+    assert run.job_id in result.requeued
+    run_jobs(queues)
+    db.session.expire_all()
+    assert db.session.get(BackupRun, run.id).state == "done"
+
+
+def test_a_running_row_whose_worker_died_is_retried_then_given_up(world, queues) -> None:
+    restore = db.session.get(Restore, world["acme_restore"].id)
+    restore.state, restore.attempts = "running", 1  # a worker took it, then vanished with its job
+    db.session.commit()
+    assert restore.job_id in schedule.tick(clock.now()).requeued
+    db.session.expire_all()
+    restore = db.session.get(Restore, restore.id)
+    assert restore.state == "queued"
+    queues.flushdb()
+    restore.state, restore.attempts = "running", schedule.MAX_ATTEMPTS
+    db.session.commit()
+    assert restore.job_id in schedule.tick(clock.now()).failed
+    db.session.expire_all()
+    assert db.session.get(Restore, restore.id).state == "failed"

@@ -1,0 +1,39 @@
+"""Browsing a backup's files, downloads, restore requests and restore pages."""
+
+from __future__ import annotations
+
+from . import Case, signed_in
+
+
+def _files(w: dict, point: str, suffix: str = "files") -> str:
+    vm = "acme_vm" if point == "acme_point" else "globex_vm"
+    return f"/vms/{w[vm].id}/backups/{w[point].id}/{suffix}"
+
+
+ROUTES = {
+    # The catalog rows of the matrix world have no repository behind them: allowed roles get a clear 422.
+    "web.browse": [
+        Case("GET", lambda w: _files(w, "acme_point"), signed_in(422, globex_admin=404)),
+        Case("GET", lambda w: _files(w, "globex_point"), signed_in(404, globex_admin=422, operator=422)),
+        Case("GET", lambda w: f"/vms/{w['acme_vm'].id}/backups/{w['globex_point'].id}/files", signed_in(404)),
+    ],
+    "web.download_selection": [
+        Case("GET", lambda w: _files(w, "acme_point", "download") + "?path=/p1", signed_in(422, globex_admin=404)),
+        Case("GET", lambda w: _files(w, "acme_point", "download"), signed_in(400, globex_admin=404)),
+    ],
+    "web.request_restore": [
+        Case("POST", lambda w: _files(w, "acme_point", "restore"), signed_in(422, globex_admin=404),
+             data=lambda w: {"kind": "bogus"}),
+        Case("POST", lambda w: _files(w, "globex_point", "restore"), signed_in(404, globex_admin=422, operator=422),
+             data=lambda w: {"kind": "bogus"}),
+    ],
+    "web.restore_list": [Case("GET", lambda w: "/restores", signed_in(200), absent={"globex_admin": ("web-1",)})],
+    "web.restore_detail": [
+        Case("GET", lambda w: f"/restores/{w['acme_restore'].id}", signed_in(200, globex_admin=404)),
+        Case("GET", lambda w: "/restores/99999", signed_in(404)),
+    ],
+    "web.restore_download": [Case("GET", lambda w: f"/restores/{w['acme_restore'].id}/download", signed_in(404))],
+    "web.restore_cancel": [
+        Case("POST", lambda w: f"/restores/{w['acme_restore'].id}/cancel", signed_in(302, globex_admin=404)),
+    ],
+}
