@@ -33,6 +33,12 @@ DEFAULTS: dict[str, Any] = {
     "HOOK_COMMANDS": {},
     "RESTORE_ROOT": "",  # empty: VAR/restores
     "PAGE_SIZE": 50,
+    # Optional OpenID Connect sign-in: on only when all three are set (LIFEBOAT_OIDC_ISSUER, ...).
+    # Register https://<portal host>/login/oidc/callback as the redirect URI at the provider.
+    "OIDC_ISSUER": "",
+    "OIDC_CLIENT_ID": "",
+    "OIDC_CLIENT_SECRET": "",
+    "OIDC_PROVIDER_NAME": "",  # the login button's label; empty: the issuer's host name
 }
 
 

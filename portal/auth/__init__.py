@@ -1,4 +1,4 @@
-"""Sign-in with local passwords (rate-limited), sign-out."""
+"""Sign-in with local passwords (rate-limited) or, when configured, OpenID Connect; sign-out."""
 
 from __future__ import annotations
 
@@ -6,4 +6,4 @@ from flask import Blueprint
 
 bp = Blueprint("auth", __name__)
 
-from . import views  # noqa: E402,F401 - registers the routes
+from . import oidc, views  # noqa: E402,F401 - registers the routes (OIDC ones only answer when configured)

@@ -11,7 +11,6 @@ provider that cannot be reached - sends the browser back to the login page with 
 
 from __future__ import annotations
 
-import logging
 import secrets
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,8 +27,6 @@ from ..models import User
 from ..services import audit
 from . import bp
 from .views import _safe_next
-
-log = logging.getLogger(__name__)
 
 #: where the registered Authlib client lives on the app (absent: OIDC is off for that app)
 EXTENSION = "lifeboat.oidc"
@@ -93,10 +90,10 @@ def oidc_login() -> ResponseReturnValue:
         redirect_uri = url_for("auth.oidc_callback", _external=True)
         return client.authorize_redirect(redirect_uri, nonce=secrets.token_urlsafe(24))  # type: ignore[no-any-return]
     except requests.RequestException:
-        log.warning("OIDC provider unreachable", exc_info=True)
+        current_app.logger.warning("OIDC provider unreachable", exc_info=True)
         return _refuse("The sign-in provider could not be reached. Try again later or sign in with a password.", 502)
     except _ProviderError as error:
-        log.warning("OIDC provider misconfigured: %s", error)
+        current_app.logger.warning("OIDC provider misconfigured: %s", error)
         return _refuse("Single sign-on is misconfigured. Sign in with a password and tell the operator.", 400)
 
 
@@ -110,13 +107,13 @@ def oidc_callback() -> ResponseReturnValue:
         _check_issuer(client)
         token = client.authorize_access_token()
     except OAuthError as error:  # the provider said no, or the state does not match this browser's session
-        log.info("OIDC sign-in refused: %s", error)
+        current_app.logger.info("OIDC sign-in refused: %s", error)
         return _refuse("Single sign-on failed (the request expired or was not started here). Try again.", 400)
     except requests.RequestException:
-        log.warning("OIDC provider unreachable", exc_info=True)
+        current_app.logger.warning("OIDC provider unreachable", exc_info=True)
         return _refuse("The sign-in provider could not be reached. Try again later or sign in with a password.", 502)
     except Exception:  # noqa: BLE001 - Authlib's token-validation errors differ between versions; none may be a 500
-        log.warning("OIDC sign-in failed", exc_info=True)
+        current_app.logger.warning("OIDC sign-in failed", exc_info=True)
         return _refuse("Single sign-on failed: the provider's answer could not be verified.", 400)
 
     claims = token.get("userinfo")
@@ -125,13 +122,13 @@ def oidc_callback() -> ResponseReturnValue:
     email = str(claims.get("email") or "").strip().lower()
     if not email:
         return _refuse("The sign-in provider did not share an email address, so no Lifeboat account matches.", 401)
-    verified = claims.get("email_verified", True)  # absent: the provider only releases verified addresses
+    verified = claims.get("email_verified", True)  # absent: many providers omit it and release only verified ones
     if verified is not True and str(verified).lower() != "true":
         return _refuse(f"The provider has not verified {email}. Verify it there, or sign in with a password.", 401)
 
     user = db.session.query(User).filter(User.email == email).first()
     if user is None or not user.is_active:
-        log.info("OIDC sign-in refused for %s: no active user", email)
+        current_app.logger.info("OIDC sign-in refused for %s: no active user", email)
         return _refuse(f"There is no active Lifeboat account for {email}. Ask your organisation's admin.", 401)
 
     login_user(user)

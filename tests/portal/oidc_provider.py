@@ -10,6 +10,7 @@ misbehave: other claims, a wrong nonce, a token signed with a key that is not in
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import secrets
@@ -23,8 +24,14 @@ from urllib.parse import urlencode
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+
+@functools.cache
+def _rsa_key(name: str) -> rsa.RSAPrivateKey:
+    """One key per name per test run: generating RSA keys is slow, and no test needs a fresh one."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 def b64url(data: bytes) -> str:
@@ -65,8 +72,7 @@ class OpenIDProvider:
     requests_seen: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.stranger_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self.key, self.stranger_key = _rsa_key("provider"), _rsa_key("stranger")
         self.grants: dict[str, Grant] = {}
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -74,7 +80,7 @@ class OpenIDProvider:
     # -- serving ---------------------------------------------------------------------------------------
 
     def start(self) -> OpenIDProvider:
-        self._server = make_server("127.0.0.1", 0, self.wsgi_app, threaded=True)
+        self._server = make_server("127.0.0.1", 0, self.wsgi_app, threaded=True, request_handler=_QuietHandler)
         self.issuer = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="oidc-provider", daemon=True)
         self._thread.start()
@@ -183,6 +189,13 @@ class OpenIDProvider:
             payload_part = b64url(json.dumps({**claims, **self.tamper_claims}).encode())
             token = f"{header_part}.{payload_part}.{signature_part}"
         return token
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """No access log: tests read ``requests_seen`` instead."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
 
 
 def _json(body: dict[str, Any], status: int = 200) -> Response:

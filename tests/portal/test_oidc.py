@@ -14,7 +14,6 @@ from flask import Flask, render_template_string
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
-import portal.auth.oidc  # noqa: F401 - registers the routes even before portal/auth/__init__.py imports it
 from portal import clock
 from portal.app import create_app
 from portal.extensions import db, limiter
