@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Blueprint
 
 bp = Blueprint("web", __name__)
+
+
+@bp.app_template_filter("epoch")
+def format_epoch(seconds: float) -> str:
+    """Seconds since the epoch (file mtimes inside backups) as a UTC date and time."""
+    try:
+        return datetime.fromtimestamp(float(seconds), UTC).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):
+        return "?"
+
 
 from . import manage, recycle, restores, users, views  # noqa: E402,F401 - registers the routes
