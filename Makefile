@@ -34,6 +34,8 @@ bench: install sysdeps
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/files.py
 	$(BIN)/python benchmarks/rbd.py
+	$(BIN)/python benchmarks/restores.py
+	$(BIN)/python benchmarks/dashboard.py
 
 # The portal with demo data on http://127.0.0.1:$(PORT), with an embedded Redis and workers
 # (SQLite, repositories and Redis under ./var). Ctrl-C stops everything.
