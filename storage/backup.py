@@ -193,8 +193,8 @@ def _backup(source: Source, root: str, vm: str, hooks: Hooks | None, tags: Itera
                 size = snap.size
                 source_read = snap.bytes_read_by_source
             store.make_durable()
+            store.stats.bytes_read += source_read  # e.g. what computing a diff cost the source
             stats = store.stats.as_dict()
-            stats["bytes_read"] = int(str(stats["bytes_read"])) + source_read
             stats["seconds"] = round(time.monotonic() - started, 3)
             stats["incremental"] = store.stats.chunks_unread > 0
             revision = Revision(
