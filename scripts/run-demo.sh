@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: database, demo data, embedded Redis, two workers and the web app; Ctrl-C stops them all.
+# `make run`: database, demo data, embedded Redis, two workers, the scheduler and the web app; Ctrl-C
+# stops them all.
 set -euo pipefail
 BIN=${BIN:-.venv/bin}
 PORT=${PORT:-5000}
@@ -14,6 +15,7 @@ rm -f var/redis.url
 "$BIN/lifeboat" redis & pids+=($!)
 for _ in $(seq 100); do [ -s var/redis.url ] && break; sleep 0.1; done
 "$BIN/lifeboat" worker -n 2 & pids+=($!)
+"$BIN/lifeboat" scheduler & pids+=($!)
 echo
 echo "Lifeboat demo on http://127.0.0.1:$PORT  (logins above, password: demo; Ctrl-C stops everything)"
 "$BIN/flask" --app wsgi run --host 127.0.0.1 --port "$PORT" & pids+=($!)
