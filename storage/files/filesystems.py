@@ -90,23 +90,16 @@ def _runs_to_extents(runs: list[tuple[int | None, int]], unit: int, base: int, s
     return extents
 
 
-# ---------------------------------------------------------------- ext2/3/4
+class _InodeNode(Node):
+    """What dissect's inode objects (ext, XFS, Btrfs) share: children by ``iterdir``, ``link``, ``open``."""
 
-
-class ExtNode(Node):
     def __init__(self, inode: Any) -> None:
         self._inode = inode
-
-    def meta(self) -> Meta:
-        raw = self._inode.inode
-        uid = raw.i_uid | (raw.i_uid_high << 16)
-        gid = raw.i_gid | (raw.i_gid_high << 16)
-        return Meta(raw.i_mode, self._inode.size, uid, gid, self._inode.mtime_ns / 1e9)
 
     def children(self) -> Iterator[tuple[str, Node]]:
         for child in self._inode.iterdir():
             if child.filename not in (".", ".."):
-                yield child.filename, ExtNode(child)
+                yield child.filename, type(self)(child)
 
     def link_target(self) -> str:
         return str(self._inode.link)
@@ -114,6 +107,17 @@ class ExtNode(Node):
     def open(self) -> BinaryIO:
         stream: BinaryIO = self._inode.open()
         return stream
+
+
+# ---------------------------------------------------------------- ext2/3/4
+
+
+class ExtNode(_InodeNode):
+    def meta(self) -> Meta:
+        raw = self._inode.inode
+        uid = raw.i_uid | (raw.i_uid_high << 16)
+        gid = raw.i_gid | (raw.i_gid_high << 16)
+        return Meta(raw.i_mode, self._inode.size, uid, gid, self._inode.mtime_ns / 1e9)
 
     def extents(self) -> list[Extent] | None:
         from dissect.extfs.c_ext import c_ext
@@ -136,25 +140,10 @@ def open_ext(fh: BinaryIO) -> Filesystem:
 # ---------------------------------------------------------------- XFS
 
 
-class XfsNode(Node):
-    def __init__(self, inode: Any) -> None:
-        self._inode = inode
-
+class XfsNode(_InodeNode):
     def meta(self) -> Meta:
         raw = self._inode.inode
         return Meta(raw.di_mode, self._inode.size, raw.di_uid, raw.di_gid, self._inode.mtime_ns / 1e9)
-
-    def children(self) -> Iterator[tuple[str, Node]]:
-        for child in self._inode.iterdir():
-            if child.filename not in (".", ".."):
-                yield child.filename, XfsNode(child)
-
-    def link_target(self) -> str:
-        return str(self._inode.link)
-
-    def open(self) -> BinaryIO:
-        stream: BinaryIO = self._inode.open()
-        return stream
 
     def extents(self) -> list[Extent] | None:
         from dissect.xfs.c_xfs import c_xfs
@@ -179,11 +168,8 @@ def open_xfs(fh: BinaryIO) -> Filesystem:
 # ---------------------------------------------------------------- Btrfs
 
 
-class BtrfsNode(Node):
+class BtrfsNode(_InodeNode):
     """A Btrfs inode; subvolumes appear as directories. Data extents are logical addresses: not mapped."""
-
-    def __init__(self, inode: Any) -> None:
-        self._inode = inode
 
     def meta(self) -> Meta:
         i = self._inode
@@ -193,13 +179,6 @@ class BtrfsNode(Node):
         for name, child in self._inode.iterdir():
             if name not in (".", ".."):
                 yield name, BtrfsNode(child)
-
-    def link_target(self) -> str:
-        return str(self._inode.link)
-
-    def open(self) -> BinaryIO:
-        stream: BinaryIO = self._inode.open()
-        return stream
 
 
 def open_btrfs(fh: BinaryIO) -> Filesystem:
