@@ -52,11 +52,7 @@ class FileTarget(Target):
         return _pread_fully(self.partial, offset, length)
 
     def write(self, offset: int, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(self.fd, view, offset)
-            view = view[written:]
-            offset += written
+        _pwrite_all(self.fd, offset, data)
 
     def zero(self, offset: int, length: int) -> None:
         self.write(offset, bytes(length))
@@ -109,11 +105,7 @@ class BlockDeviceTarget(Target):
             raise BadTarget(self.path, f"device holds {capacity} bytes, the revision needs {size}")
 
     def write(self, offset: int, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            written = os.pwrite(self.fd, view, offset)
-            view = view[written:]
-            offset += written
+        _pwrite_all(self.fd, offset, data)
 
     def read_back(self, offset: int, length: int) -> bytes:
         return _pread_fully(self.path, offset, length)
@@ -129,6 +121,15 @@ class BlockDeviceTarget(Target):
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def _pwrite_all(fd: int, offset: int, data: bytes) -> None:
+    """pwrite until everything is written (a device may accept less than asked)."""
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(fd, view, offset)
+        view = view[written:]
+        offset += written
 
 
 def _pread_fully(path: str, offset: int, length: int) -> bytes:
