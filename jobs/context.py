@@ -15,9 +15,6 @@ from portal.extensions import db
 
 _app: Flask | None = None
 
-LOCK_SECONDS = 60  # a lock expires this long after its holder stops refreshing it (a dead worker)
-REFRESH_SECONDS = 20
-
 
 def use_app(flask_app: Flask | None) -> None:
     """Run jobs in this process against ``flask_app`` (in-process workers, tests); None: build from the env."""
@@ -52,7 +49,8 @@ def vm_lock(vm_id: int, on_wait: Callable[[], None] | None = None) -> Iterator[N
     """
     from portal.services.queue import connection
 
-    lock = connection(app().config).lock(f"lifeboat:vm:{vm_id}", timeout=LOCK_SECONDS, sleep=0.2)
+    seconds = float(app().config["VM_LOCK_SECONDS"])  # expires this long after a dead holder's last refresh
+    lock = connection(app().config).lock(f"lifeboat:vm:{vm_id}", timeout=seconds, sleep=0.2)
     if not lock.acquire(blocking=False):
         if on_wait:
             on_wait()
@@ -60,9 +58,9 @@ def vm_lock(vm_id: int, on_wait: Callable[[], None] | None = None) -> Iterator[N
     stop = threading.Event()
 
     def refresh() -> None:
-        while not stop.wait(REFRESH_SECONDS):
+        while not stop.wait(seconds / 3):
             try:
-                lock.extend(LOCK_SECONDS, replace_ttl=True)
+                lock.extend(seconds, replace_ttl=True)
             except Exception:  # noqa: BLE001 - lost the lock (Redis restarted): the job still finishes
                 return
 

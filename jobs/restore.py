@@ -42,6 +42,12 @@ def run_restore(restore_id: int) -> str:
             raise
 
 
+def rate_limit(config: dict[str, object]) -> int | None:
+    """The operator's per-worker restore bandwidth limit (RESTORE_RATE_LIMIT_MIB) in bytes per second."""
+    mib = float(str(config.get("RESTORE_RATE_LIMIT_MIB") or 0))
+    return int(mib * 1024 * 1024) if mib > 0 else None
+
+
 def _restore_root(config: dict[str, object]) -> str:
     root = str(config.get("RESTORE_ROOT") or os.path.join(os.path.dirname(str(config["STORAGE_ROOT"])), "restores"))
     os.makedirs(root, exist_ok=True)
@@ -58,7 +64,8 @@ def _full(row: Restore, config: dict[str, object]) -> None:
     row.output_path = target
     db.session.commit()
     result = restore(str(config["STORAGE_ROOT"]), row.vm.repository_name, row.backup_point.revision, target,
-                     wait=None, progress=ProgressWriter(row))
+                     wait=None, progress=ProgressWriter(row), limit_bytes_per_second=rate_limit(config),
+                     threads=int(config.get("RESTORE_THREADS") or 0) or None)
     row.report = {**result.as_dict(), "target": target}
 
 

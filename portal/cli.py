@@ -17,7 +17,32 @@ import click
 from storage.cli import store
 
 
-@click.group()
+class OneLineErrors(click.Group):
+    """Usage errors (a bad option value, a missing argument) print one line, not the usage text: scripts
+    and people read the first line, and a wall of usage hides it."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        try:
+            result = super().main(*args, **{**kwargs, "standalone_mode": False})
+        except click.exceptions.NoArgsIsHelpError as exc:  # a bare group: its help, as Click prints it
+            click.echo(exc.format_message(), err=True)
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "lifeboat"
+            click.echo(f"{command}: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=OneLineErrors)
 @click.version_option(package_name="lifeboat")
 def main() -> None:
     """Lifeboat: backups and restores of VM disks."""

@@ -32,6 +32,12 @@ DEFAULTS: dict[str, Any] = {
     # name -> shell command, set by the operator, e.g. {"fsfreeze": "virsh domfsfreeze $VM"}
     "HOOK_COMMANDS": {},
     "RESTORE_ROOT": "",  # empty: VAR/restores
+    # Each worker writes a restore at most this fast (MiB/s; 0 = no limit), to leave the storage network room.
+    "RESTORE_RATE_LIMIT_MIB": 0,
+    # Engine threads per restore job (0: the engine's default, all cores). With as many workers as cores, 1.
+    "RESTORE_THREADS": 0,
+    # A VM's lock expires this long after its holder stopped refreshing it (a dead worker); refreshed every third.
+    "VM_LOCK_SECONDS": 60,
     "PAGE_SIZE": 50,
     # Optional OpenID Connect sign-in: on only when all three are set (LIFEBOAT_OIDC_ISSUER, ...).
     # Register https://<portal host>/login/oidc/callback as the redirect URI at the provider.

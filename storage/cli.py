@@ -149,18 +149,21 @@ def list_command(root: str, vm: str | None, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing target.")
 @click.option("--sync/--no-sync", default=True, show_default=True,
               help="Flush the output to stable storage before publishing it.")
+@click.option("--limit-rate", type=click.IntRange(min=1), metavar="MIB",
+              help="Write at most MIB mebibytes per second (leave the storage network room).")
 @threads_option
 @wait_option
 @json_option
 @reports_errors
 def restore_command(root: str, vm: str, revision: str, target: str, force: bool, sync: bool,
-                    threads: int | None, wait: float | None, as_json: bool) -> None:
+                    limit_rate: int | None, threads: int | None, wait: float | None, as_json: bool) -> None:
     """Restore REVISION (or 'latest') of VM to TARGET (a path or rbd:POOL/IMAGE).
 
     An interrupted restore continues when the same command is run again.
     """
     result = run_restore(root, vm, revision, target, force=force, threads=threads, wait=wait, sync=sync,
-                         progress=progress_printer(not as_json))
+                         progress=progress_printer(not as_json),
+                         limit_bytes_per_second=limit_rate * 1024 * 1024 if limit_rate else None)
     damaged = "; ".join(f"{s}-{e}" for s, e in result.damaged)
     emit(as_json, result.as_dict(),
          f"restored {result.revision} ({result.bytes} bytes) in {result.seconds} s"

@@ -105,11 +105,13 @@ def restore(
     wait: float | None = None,
     sync: bool = True,
     progress: ProgressCallback | None = None,
+    limit_bytes_per_second: int | None = None,
 ) -> RestoreResult:
     """Restore a revision (or ``latest``) to ``target_spec``; see the module docstring.
 
     ``sync`` flushes the output to stable storage before publishing it (cp, restic and borg do not);
-    turn it off for scratch restores such as fire drills.
+    turn it off for scratch restores such as fire drills. ``limit_bytes_per_second`` caps how fast chunks
+    are written, so restores running beside production traffic leave the storage network room.
     """
     started = time.monotonic()
     repo = Repository.open(root, vm)
@@ -129,7 +131,7 @@ def restore(
             flusher = BackgroundFlush(target.flush) if sync else None
             try:
                 result = _write_chunks(repo, revision, target, state, threads or default_threads(), progress,
-                                       flusher)
+                                       flusher, Throttle(limit_bytes_per_second))
             finally:
                 if flusher is not None:
                     flusher.close()
@@ -143,6 +145,25 @@ def restore(
         result.resumed = resumed
         result.seconds = round(time.monotonic() - started, 3)
         return result
+
+
+class Throttle:
+    """Sleep as needed so that bytes accounted stay within ``rate`` per second on average (None: no limit)."""
+
+    def __init__(self, rate: int | None) -> None:
+        if rate is not None and rate <= 0:
+            raise ValueError("a rate limit must be a positive number of bytes per second")
+        self.rate = rate
+        self.started = time.monotonic()
+        self.total = 0
+
+    def account(self, nbytes: int) -> None:
+        if self.rate is None:
+            return
+        self.total += nbytes
+        ahead = self.total / self.rate - (time.monotonic() - self.started)
+        if ahead > 0:
+            time.sleep(ahead)
 
 
 def _recheck_done(revision: Revision, target: Target, state: _ResumeState) -> None:
@@ -176,6 +197,7 @@ def _write_chunks(
     workers: int,
     progress: ProgressCallback | None,
     flusher: BackgroundFlush | None = None,
+    throttle: Throttle | None = None,
 ) -> RestoreResult:
     result = RestoreResult(revision=revision.id, bytes=revision.size, chunks_skipped=len(state.done))
 
@@ -215,6 +237,8 @@ def _write_chunks(
                 flusher.request()  # let the disk write while the CPUs work on the next chunks
             if progress:
                 progress("restore", done_bytes, revision.size)
+            if throttle is not None:
+                throttle.account(end - start)
             if since_flush >= STATE_EVERY_CHUNKS:
                 if not target.can_read_back:
                     target.flush()  # data first, then the record that says it is there

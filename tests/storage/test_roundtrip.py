@@ -153,3 +153,25 @@ def test_incompressible_chunks_are_stored_as_raw_zstd_blocks(tmp_path: Path, roo
     assert CHUNK < len(stored) < CHUNK + 1024  # stored, not compressed: raw blocks cost a few bytes
     assert zstandard.ZstdDecompressor().decompress(stored) == block("random", 5)  # any zstd reads it
     assert text_chunk.stat().st_size < CHUNK // 10
+
+
+def test_a_rate_limited_restore_writes_the_same_bytes(tmp_path: Path, root: Path, lifeboat) -> None:
+    image = tmp_path / "disk.img"
+    expected = write_image(image, [block("random", 1), block("zero"), block("text", 2)])
+    assert lifeboat("store", "backup", str(root), "vm1", f"file:{image}").code == 0
+    out = tmp_path / "limited.img"
+    done = lifeboat("store", "restore", str(root), "vm1", "latest", str(out), "--limit-rate", "64", "--json")
+    assert done.code == 0, done.stderr
+    assert out.read_bytes() == expected
+
+
+def test_a_rate_limit_must_be_positive(tmp_path: Path, root: Path, lifeboat) -> None:
+    image = tmp_path / "disk.img"
+    write_image(image, [block("random", 1)])
+    assert lifeboat("store", "backup", str(root), "vm1", f"file:{image}").code == 0
+    done = lifeboat("store", "restore", str(root), "vm1", "latest", str(tmp_path / "o.img"), "--limit-rate", "0")
+    assert done.code == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o.img").exists()
+    with pytest.raises(ValueError, match="positive"):
+        restore(str(root), "vm1", "latest", str(tmp_path / "o2.img"), limit_bytes_per_second=-1)
+    assert not (tmp_path / "o2.img").exists()
