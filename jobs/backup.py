@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from portal.extensions import db
 from portal.models import BackupRun
-from portal.services import catalog
+from portal.services import catalog, notify
 from storage.backup import backup
 from storage.errors import StorageError
 from storage.hooks import Hooks
 
+from . import retention
 from .context import ProgressWriter, app_context, mark_finished, mark_started, vm_lock
 
 
@@ -38,10 +39,13 @@ def run_backup(run_id: int) -> str:
             run.stats = {k: v for k, v in revision.stats.items() if k != "warnings"}
             catalog.refresh(vm)
             mark_finished(run, "done")
+            retention.after_backup(vm)  # schedules deletions only (grace, undo); never fails the backup
+            notify.event("backup.finished", vm.organisation, vm=vm, run=run.id, revision=revision.id)
             return revision.id
         except Exception as exc:
             db.session.rollback()
             mark_finished(run, "failed", str(exc))
+            notify.event("backup.failed", vm.organisation, vm=vm, run=run.id, error=str(exc))
             raise
 
 

@@ -3,6 +3,11 @@
 Full restores of ``file:`` disks go to ``RESTORE_ROOT/vm-<id>-restore-<n>.img``, of ``rbd:`` disks to a new
 image ``POOL/<image>-restore-<n>`` beside the original. A retried job (worker died) continues the engine's
 partial output instead of starting over.
+
+In place (target ``{"type": "in_place"}``): under the same hold of the VM lock, first a safety backup of the
+disk as it is now (tagged ``safety``, protected, recorded on the row and in the catalog), then the point over
+the original disk. A retried job keeps the safety backup it already took. Undo restores the safety point.
+File restores with target ``{"type": "in_vm"}`` put the files back into the VM's disk (``jobs.into_disk``).
 """
 
 from __future__ import annotations
@@ -12,9 +17,12 @@ import os
 
 from portal.extensions import db
 from portal.models import Restore
+from portal.services import notify
 from storage.browse import open_revision_disk
+from storage.errors import StorageError
 from storage.restore import restore
 
+from . import into_disk, safety
 from .context import ProgressWriter, app_context, mark_finished, mark_started, vm_lock
 
 
@@ -24,6 +32,7 @@ def run_restore(restore_id: int) -> str:
         if row is None or row.state not in ("queued", "running"):
             return "skipped"  # cancelled before it started
         mark_started(row)
+        notify.event("restore.started", row.vm.organisation, vm=row.vm, restore=row.id, kind=row.kind)
         try:
             def waiting() -> None:
                 row.phase = "waiting for the VM"
@@ -35,10 +44,12 @@ def run_restore(restore_id: int) -> str:
                 else:
                     _files(row, flask_app.config)
             mark_finished(row, "done")
+            notify.event("restore.finished", row.vm.organisation, vm=row.vm, restore=row.id, kind=row.kind)
             return row.output_path
         except Exception as exc:
             db.session.rollback()
             mark_finished(row, "failed", str(exc))
+            notify.event("restore.failed", row.vm.organisation, vm=row.vm, restore=row.id, error=str(exc))
             raise
 
 
@@ -55,6 +66,9 @@ def _restore_root(config: dict[str, object]) -> str:
 
 
 def _full(row: Restore, config: dict[str, object]) -> None:
+    if row.in_place:
+        _in_place(row, config)
+        return
     source = row.vm.disks[0].source if row.vm.disks else "file:"
     if source.startswith("rbd:"):
         pool_image = source[len("rbd:"):]
@@ -69,7 +83,35 @@ def _full(row: Restore, config: dict[str, object]) -> None:
     row.report = {**result.as_dict(), "target": target}
 
 
+def _in_place(row: Restore, config: dict[str, object]) -> None:
+    """Safety backup of the current disk, then the point over it. The caller holds the VM lock throughout."""
+    root, vm = str(config["STORAGE_ROOT"]), row.vm
+    if not vm.disks:
+        raise StorageError("the VM has no disk in the inventory to restore over")
+    source = vm.disks[0].source
+    target = source[len("file:"):] if source.startswith("file:") else source  # rbd:POOL/IMAGE as it is
+    safety.take(row, root)
+    row.output_path = target
+    db.session.commit()
+    # A file disk is replaced by the engine's completed partial file (a new inode): give it back the mode and
+    # owner the hypervisor expects.
+    before = os.stat(target) if not target.startswith("rbd:") and os.path.isfile(target) else None
+    result = restore(root, vm.repository_name, row.backup_point.revision, target, force=True, wait=None,
+                     progress=ProgressWriter(row), limit_bytes_per_second=rate_limit(config),
+                     threads=int(config.get("RESTORE_THREADS") or 0) or None)
+    row.report = {**result.as_dict(), "target": target, "in_place": True, "safety_revision": row.safety_revision}
+    if before is not None:
+        os.chmod(target, before.st_mode & 0o7777)
+        try:
+            os.chown(target, before.st_uid, before.st_gid)
+        except PermissionError:
+            row.report["owner_not_kept"] = f"{before.st_uid}:{before.st_gid} (the worker may not chown)"
+
+
 def _files(row: Restore, config: dict[str, object]) -> None:
+    if row.into_disk:
+        into_disk.put_back(row, config)
+        return
     out = os.path.join(_restore_root(config), f"{row.vm.repository_name}-files-{row.id}.tar.gz")
     partial = out + ".partial"
     with open_revision_disk(str(config["STORAGE_ROOT"]), row.vm.repository_name, row.backup_point.revision) as disk:

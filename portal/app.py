@@ -42,9 +42,23 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.login_view = "auth.login"
     app.register_blueprint(auth_bp)
     app.register_blueprint(web_bp)
+    from .web.operations import bp as operations_bp
+
+    app.register_blueprint(operations_bp)
+    from .web.health import bp as health_bp
+    from .web.status import bp as status_bp
+
+    app.register_blueprint(health_bp)  # /healthz, /readyz, /metrics
+    app.register_blueprint(status_bp)  # /status, incidents and maintenance windows, the banner
+    from .web.notifications import bp as notifications_bp
+
+    app.register_blueprint(notifications_bp)
     from .web.errors import register_error_handlers
 
     register_error_handlers(app)
+    from .api import init_api
+
+    init_api(app)  # after the pages' error handlers: the API answers its own paths with JSON errors
     return app
 
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import click
 
-from storage.cli import store
+from portal.check import check
+from storage.cli import replicate, store
 
 
 class OneLineErrors(click.Group):
@@ -49,6 +50,8 @@ def main() -> None:
 
 
 main.add_command(store)
+main.add_command(replicate)
+main.add_command(check)  # the Nagios/Icinga plugin (portal/check.py)
 
 
 def with_app(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -138,6 +141,62 @@ def catalog_rebuild() -> None:
 
 
 @main.group()
+def token() -> None:
+    """Personal access tokens for the REST API."""
+
+
+@token.command("create")
+@click.argument("email")
+@click.option("--scopes", required=True, help="Comma-separated, e.g. backups:read,restores:write.")
+@click.option("--name", default="", help="A label to tell the token apart.")
+@click.option("--expires-days", type=click.IntRange(1, 3650), default=None, help="Expire after this many days.")
+@click.option("--vm", "vm_ids", type=click.IntRange(1), multiple=True, help="Restrict to this VM id (repeatable).")
+@with_app
+def token_create(email: str, scopes: str, name: str, expires_days: int | None, vm_ids: tuple[int, ...]) -> None:
+    """Create a token acting as the user EMAIL and print it (it is shown only this once)."""
+    from datetime import timedelta
+
+    from sqlalchemy import func, select
+
+    from portal import clock
+    from portal.extensions import db as database
+    from portal.models import User
+    from portal.services import tokens
+
+    user = database.session.scalars(select(User).where(func.lower(User.email) == email.strip().lower())).first()
+    if user is None:
+        click.echo(f"lifeboat: error: no user {email}", err=True)
+        sys.exit(2)
+    expires = clock.now() + timedelta(days=expires_days) if expires_days else None
+    try:
+        _, secret = tokens.create_token(user, tokens.parse_scopes(scopes), name=name,
+                                        vm_ids=list(vm_ids) or None, expires_at=expires, actor="cli:token-create")
+    except tokens.TokenError as exc:
+        click.echo(f"lifeboat: error: {exc}", err=True)
+        sys.exit(2)
+    click.echo(secret)
+
+
+@token.command("revoke")
+@click.argument("prefix")
+@with_app
+def token_revoke(prefix: str) -> None:
+    """Revoke the token whose secret starts with PREFIX (the first 12 characters shown in the portal)."""
+    from sqlalchemy import select
+
+    from portal.extensions import db as database
+    from portal.models import ApiToken
+    from portal.services import tokens
+
+    found = list(database.session.scalars(select(ApiToken).where(ApiToken.prefix == prefix[:12])).all())
+    if len(prefix) < 8 or len(found) != 1:
+        click.echo("lifeboat: error: give the token's first 12 characters (one token must match)", err=True)
+        sys.exit(2)
+    tokens.revoke_token("cli:token-revoke", found[0])
+    click.echo(f"revoked {found[0].prefix}")
+
+
+@main.group()
 def demo() -> None:
     """Demo data for `make run`."""
 
@@ -220,12 +279,14 @@ def scheduler(once: bool, interval: float) -> None:
     import time
 
     from portal import clock
-    from portal.services import deletions, schedule
+    from portal.services import deletions, heartbeat, schedule
 
     while True:
         result = schedule.tick(clock.now())
         purged = deletions.purge_due()
-        click.echo(f"{clock.now():%H:%M:%S} backups requested: {len(result.backups)}, RPO missed: "
+        heartbeat.beat(heartbeat.SCHEDULER)  # its age is the scheduler lag that /metrics and 'check' report
+        click.echo(f"{clock.now():%H:%M:%S} backups requested: {len(result.backups)}, verifications queued: "
+                   f"{len(result.verifications)}, RPO missed: "
                    f"{len(result.rpo_missed)}, re-queued: {len(result.requeued)}, failed: {len(result.failed)}; "
                    f"{purged.summary()}")
         if once:

@@ -38,6 +38,47 @@ DEFAULTS: dict[str, Any] = {
     "RESTORE_THREADS": 0,
     # A VM's lock expires this long after its holder stopped refreshing it (a dead worker); refreshed every third.
     "VM_LOCK_SECONDS": 60,
+    # Notifications (issue 7). Mail is off until SMTP_HOST is set: email notifications are then recorded as
+    # suppressed ("no SMTP server configured"); the portal's notification centre always works.
+    "SMTP_HOST": "",
+    "SMTP_PORT": 587,
+    "SMTP_STARTTLS": True,  # refuse to send (and to log in) when the server does not offer STARTTLS
+    "SMTP_USER": "",
+    "SMTP_PASSWORD": "",
+    "SMTP_CA_FILE": "",  # CA bundle to verify the SMTP server's certificate; empty: the system's
+    "SMTP_TIMEOUT": 10,
+    "MAIL_FROM": "lifeboat@localhost",
+    "NOTIFY_WINDOW_MINUTES": 60,  # one mail (and portal entry) per VM and event kind per window
+    "NOTIFY_DIGEST_HOUR": 7,  # UTC hour from which the daily digests go out
+    "NOTIFY_RETRY_INTERVALS": [30, 120, 600],  # seconds between attempts of a failed send (RQ Retry)
+    "WEBHOOK_TIMEOUT": 10,
+    "WEBHOOK_ALLOW_PRIVATE": False,  # POST to loopback/private addresses (off: no requests into the provider's LAN)
+    "PORTAL_URL": "",  # e.g. https://backup.example.net: links in mails; empty: no links
+    # /metrics answers a bearer token (METRICS_TOKEN) or clients whose address is in METRICS_ALLOW (CIDRs, a JSON
+    # list or comma-separated); with neither set it answers nobody (the demo allows loopback).
+    "METRICS_TOKEN": "",
+    "METRICS_ALLOW": [],
+    # `lifeboat check` thresholds (each also a command-line option): RPO as a factor of each VM's RPO, live
+    # workers (fewer than), scheduler heartbeat age (seconds), free space under the storage root (percent).
+    "CHECK_RPO_WARNING": 1.0,
+    "CHECK_RPO_CRITICAL": 2.0,
+    "CHECK_WORKERS_WARNING": 1,
+    "CHECK_WORKERS_CRITICAL": 1,
+    "CHECK_WORKER_STALE": 480,
+    "CHECK_SCHEDULER_WARNING": 300,
+    "CHECK_SCHEDULER_CRITICAL": 900,
+    "CHECK_STORAGE_WARNING": 15,
+    "CHECK_STORAGE_CRITICAL": 5,
+    # Disaster mode and fire drills: the planner's default workers, the fleet RTO table's largest worker count;
+    # each VM gets a passed drill every DRILL_INTERVAL_DAYS, a failed one is retried after DRILL_RETRY_HOURS,
+    # at most DRILL_MAX_ACTIVE drills run at once, each reading DRILL_SAMPLE_FILES files.
+    "DISASTER_WORKERS": 2,
+    "FLEET_RTO_MAX_WORKERS": 8,
+    "DRILL_INTERVAL_DAYS": 30,
+    "DRILL_RETRY_HOURS": 24,
+    "DRILL_MAX_ACTIVE": 2,
+    "DRILL_SAMPLE_FILES": 20,
+    "DELETION_NOTICE_HOURS": 24,  # the banner and the reminder before a deletion takes effect
     "PAGE_SIZE": 50,
     # Optional OpenID Connect sign-in: on only when all three are set (LIFEBOAT_OIDC_ISSUER, ...).
     # Register https://<portal host>/login/oidc/callback as the redirect URI at the provider.

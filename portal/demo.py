@@ -9,15 +9,17 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import select
 
 from storage.backup import backup
 
+from . import clock
 from .extensions import db
-from .models import VM, Organisation, SlaTier, User
-from .services import catalog, inventory, policies
+from .models import VM, ApiToken, Incident, Organisation, SlaTier, User
+from .services import catalog, incidents, inventory, policies, tokens
 
 PASSWORD = "demo"  # noqa: S105 - the documented demo password, only ever seeded in demo mode
 MiB = 1024 * 1024
@@ -74,7 +76,31 @@ def seed() -> Iterator[str]:
             continue
         yield from _backups(vm, images)
     db.session.commit()
+    yield from _maintenance_window()
+    yield from _api_token()
     yield "demo logins (password 'demo'): " + ", ".join(email for email, _, _ in USERS)
+
+
+def _maintenance_window() -> Iterator[str]:
+    """A maintenance window announced ahead, so the customers' banner and status page have something to show."""
+    if db.session.scalars(select(Incident)).first() is not None:
+        return
+    start = clock.now().replace(minute=0, second=0, microsecond=0) + timedelta(days=2)
+    incidents.open_incident("maintenance", "Storage node maintenance (pool 'file')", "demo:seed", pool="file",
+                            starts_at=start, ends_at=start + timedelta(hours=2),
+                            message="A storage node of the pool is updated; backups pause and resume afterwards.")
+    yield f"announced a maintenance window for {start:%Y-%m-%d %H:%M} UTC"
+
+
+def _api_token() -> Iterator[str]:
+    """A personal access token for acme's admin, made once and printed then (only its hash is stored)."""
+    admin = db.session.scalars(select(User).where(User.email == "admin@acme.example")).one()
+    if db.session.scalars(select(ApiToken).where(ApiToken.user_id == admin.id, ApiToken.name == "demo")).first():
+        return
+    _, secret = tokens.create_token(admin, ["backups:read", "restores:read", "restores:write", "policies:read",
+                                            "policies:write", "audit:read", "export:read"], name="demo",
+                                    actor="demo:seed")
+    yield f"API token of admin@acme.example (shown once; see README, REST API): {secret}"
 
 
 def _has_points(vm: VM) -> bool:

@@ -299,3 +299,103 @@ def _copy_out(disk: Any, kind: str, path: str, sink: Any, allow_damaged: bool) -
             shutil.copyfileobj(source, sink, 1024 * 1024)
     else:
         disk.write_tar([path], sink, allow_damaged=allow_damaged)
+
+
+token_option = click.option("--token", envvar="LIFEBOAT_TOKEN", required=True,
+                            help="Bearer token with the export:read scope (or set LIFEBOAT_TOKEN).")
+# Replication imports requests only when it runs, so the other store commands start fast.
+fetch_threads_option = click.option("--threads", type=click.IntRange(min=1, max=64), default=4,
+                                    show_default=True, help="Parallel downloads.")
+
+
+@store.command("repair")
+@click.argument("root")
+@click.argument("vm")
+@click.option("--from", "url", required=True, metavar="URL", help="The portal whose export holds good copies.")
+@token_option
+@fetch_threads_option
+@wait_option
+@json_option
+@reports_errors
+def repair_command(root: str, vm: str, url: str, token: str, threads: int, wait: float | None,
+                   as_json: bool) -> None:
+    """Fetch good copies of VM's quarantined or missing chunks from URL and trust complete revisions again.
+
+    Run after verify. Exit 0 when every chunk was repaired, 1 when some could not be had.
+    """
+    from .repair import repair as run_repair
+    from .replicate import ExportClient, stored_limit
+
+    repo = Repository.open(root, vm)
+    fetch = ExportClient(url, token).chunk_fetcher(vm, stored_limit(repo.chunk_size))
+    result = run_repair(root, vm, fetch, threads=threads, wait=0.0 if wait is None else wait)
+    human = (f"repaired {len(result.chunks_repaired)} of {len(result.chunks_missing) + len(result.chunks_damaged)} "
+             f"chunks; trusted again: {', '.join(result.revisions_trusted) or 'none'}")
+    if result.chunks_unavailable:
+        human += (f"; {len(result.chunks_unavailable)} unavailable, still distrusted: "
+                  f"{', '.join(result.revisions_distrusted)}")
+    emit(as_json, result.as_dict(), human)
+    if not result.clean:
+        sys.exit(1)
+
+
+@click.group("replicate")
+def replicate() -> None:
+    """Copy backups from another Lifeboat portal's export API into a repository root."""
+
+
+class ProgressBar:
+    """A plain one-line progress bar on stderr: chunks done, MiB received, MiB/s."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.last = 0.0
+
+    def __call__(self, repository: str, done: int, total: int, received: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self.last < 0.2:
+            return
+        self.last = now
+        share = done / total if total else 1.0
+        filled = int(share * 30)
+        rate = received / 2**20 / max(now - self.started, 1e-6)
+        line = (f"\r{repository}: [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} chunks, "
+                f"{received / 2**20:.0f} MiB, {rate:.0f} MiB/s")
+        click.echo(line, err=True, nl=done >= total)
+
+
+@replicate.command("pull")
+@click.argument("url")
+@token_option
+@click.option("--vm", "vms", multiple=True, help="Only this VM (repository name, id or name; repeatable).")
+@click.argument("root")
+@fetch_threads_option
+@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: when a terminal).")
+@wait_option
+@json_option
+@reports_errors
+def pull_command(url: str, token: str, vms: tuple[str, ...], root: str, threads: int, progress: bool | None,
+                 wait: float | None, as_json: bool) -> None:
+    """Pull the backups the token may export from the portal at URL into ROOT.
+
+    Only missing chunks are fetched, each checked against its hash; manifests are written last. Run the
+    same command again to continue an interrupted pull. Exit 0 done, 1 some chunks could not be had.
+    """
+    from .replicate import ExportClient
+    from .replicate import pull as run_pull
+
+    show = sys.stderr.isatty() if progress is None else progress
+    result = run_pull(root, ExportClient(url, token), vms=list(vms) or None, threads=threads,
+                      progress=ProgressBar() if show and not as_json else None,
+                      wait=0.0 if wait is None else wait)
+    human = (f"pulled {len(result.revisions_pulled)} revisions of {len(result.repositories)} repositories: "
+             f"{result.chunks_fetched} chunks ({result.bytes_fetched} bytes) fetched, "
+             f"{result.chunks_present} already here, in {result.seconds} s")
+    if result.chunks_unavailable:
+        human += f"; {len(result.chunks_unavailable)} chunks of distrusted revisions unavailable at the source"
+    emit(as_json, result.as_dict(), human)
+    if not result.ok:
+        for chunk, reason in sorted(result.chunks_failed.items())[:5]:
+            click.echo(f"lifeboat: chunk {chunk}: {reason}", err=True)
+        fail(f"{len(result.chunks_failed)} chunks could not be fetched; incomplete revisions not written: "
+             f"{', '.join(result.revisions_incomplete)}; run the same command again to continue", 1)

@@ -3,24 +3,40 @@
 from .accounts import ROLES, Organisation, SlaTier, User
 from .audit import AuditEntry
 from .backups import BackupPoint
+from .incidents import Heartbeat, Incident, IncidentUpdate
 from .inventory import ENVIRONMENTS, VM, Disk, InventorySync, Policy, ResourceGroup
 from .notices import Notice
-from .runs import BackupRun, Restore
+from .notifications import Notification, NotificationPreference, Webhook
+from .operations import DisasterRestore, DisasterRun, FireDrill
+from .runs import BackupRun, Restore, Verification
+from .tokens import ApiToken, OAuthClient
 
 __all__ = [
     "ENVIRONMENTS",
     "ROLES",
     "VM",
+    "ApiToken",
     "AuditEntry",
     "BackupPoint",
     "BackupRun",
+    "DisasterRestore",
+    "DisasterRun",
     "Disk",
+    "FireDrill",
+    "Heartbeat",
+    "Incident",
+    "IncidentUpdate",
     "InventorySync",
     "Notice",
+    "Notification",
+    "NotificationPreference",
+    "OAuthClient",
     "Organisation",
     "Policy",
     "ResourceGroup",
     "Restore",
     "SlaTier",
     "User",
+    "Verification",
+    "Webhook",
 ]

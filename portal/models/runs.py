@@ -1,6 +1,6 @@
-"""Rows for work done by jobs: a backup run, a restore. The row is written and committed first, the job is
-queued second and only ever receives the row's id; the job reports its phase and progress back to the row,
-so a lost queue or a dead worker never makes a request disappear (the reconciler finds the row)."""
+"""Rows for work done by jobs: a backup run, a restore, a verification. The row is written and committed
+first, the job is queued second and only ever receives the row's id; the job reports its phase and progress
+back to the row, so a lost queue or a dead worker never makes a request disappear (the reconciler finds it)."""
 
 from __future__ import annotations
 
@@ -66,5 +66,41 @@ class Restore(JobRow, db.Model):  # type: ignore[name-defined,misc]
     report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     output_path: Mapped[str] = mapped_column(String(500), default="")
 
+    # In-place restores: the engine revision of the safety backup taken just before the disk was overwritten,
+    # and its catalog row (what "Undo" restores). SET NULL: purging that point must not need this row gone.
+    safety_revision: Mapped[str] = mapped_column(String(64), default="")
+    safety_point_id: Mapped[int | None] = mapped_column(ForeignKey("backup_points.id", ondelete="SET NULL"))
+
     vm: Mapped[VM] = relationship()
-    backup_point: Mapped[BackupPoint] = relationship()
+    backup_point: Mapped[BackupPoint] = relationship(foreign_keys=[backup_point_id])
+    safety_point: Mapped[BackupPoint | None] = relationship(foreign_keys=[safety_point_id])
+
+    @property
+    def in_place(self) -> bool:
+        return (self.target or {}).get("type") == "in_place"
+
+    @property
+    def into_disk(self) -> bool:
+        """A file restore that puts the files back into the VM's own disk (else: a downloadable archive)."""
+        return (self.target or {}).get("type") == "in_vm"
+
+
+class Verification(JobRow, db.Model):  # type: ignore[name-defined,misc]
+    """Re-reading and re-hashing one revision (``revision``) or all of a VM's revisions (empty).
+
+    ``result`` holds the engine's report: ``damaged_chunks``, ``distrusted_revisions``, ``damaged_ranges``,
+    counts and seconds. The VM's rows go with the VM when it is purged (CASCADE); a purged backup point only
+    clears ``backup_point_id`` (the revision name stays for the record).
+    """
+
+    __tablename__ = "verifications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    vm_id: Mapped[int] = mapped_column(ForeignKey("vms.id", ondelete="CASCADE"), index=True)
+    backup_point_id: Mapped[int | None] = mapped_column(ForeignKey("backup_points.id", ondelete="SET NULL"))
+    revision: Mapped[str] = mapped_column(String(64), default="")
+    requested_by: Mapped[str] = mapped_column(String(254), default="")
+    result: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    vm: Mapped[VM] = relationship()
+    backup_point: Mapped[BackupPoint | None] = relationship()

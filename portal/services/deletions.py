@@ -52,7 +52,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, delete, select
+from sqlalchemy import Select, delete, select, update
 from sqlalchemy.orm import joinedload
 
 from storage import retention
@@ -61,10 +61,10 @@ from storage.repository import Repository
 
 from .. import clock
 from ..extensions import db
-from ..models import VM, BackupPoint, BackupRun, Notice, Organisation, ResourceGroup, Restore, User
+from ..models import VM, BackupPoint, BackupRun, Notice, Organisation, ResourceGroup, Restore, User, Verification
 from ..models.accounts import CUSTOMER_ADMIN
 from ..models.runs import ACTIVE_STATES
-from . import access, audit
+from . import access, audit, notify
 
 #: purge order matters: a VM's points before the VM, VMs before their organisation
 KINDS: dict[str, type[Any]] = {"backup": BackupPoint, "vm": VM, "user": User, "organisation": Organisation}
@@ -269,9 +269,28 @@ def request_deletion(actor: User, obj: Any, *, now: datetime | None = None) -> A
                  organisation_id=organisation_id_of(obj), label=label_of(obj))
     _notify(obj, moment)
     db.session.commit()
+    notify.deletion_event("deletion.scheduled", obj)
     if obj.deletion_due_at <= moment:  # a kind with no grace (credentials): takes effect now
         _purge_one(kind, obj.id, actor, moment, PurgeReport())
     return obj
+
+
+def request_by_policy(obj: Any, actor: str, reason: str, *, now: datetime | None = None) -> bool:
+    """Schedule a deletion the system decided by policy (retention after a backup): the same grace, audit
+    row, notice and undo as a person's request, without a person's permission checks. Objects that are
+    protected, already pending or purged are left alone (False). Not committed: the caller's transaction."""
+    if obj.deletion_due_at is not None or is_purged(obj) or _blocker(obj):
+        return False
+    moment = now or clock.now()
+    kind = kind_of(obj)
+    before = _state(obj)
+    obj.deletion_requested_at = moment
+    obj.deletion_due_at = moment + grace_for(kind)
+    obj.deletion_requested_by_id = None
+    audit.record(actor, "deletion.request", obj, before=before, after=_state(obj) | {"kind": kind, "reason": reason},
+                 organisation_id=organisation_id_of(obj), label=label_of(obj))
+    _notify(obj, moment)
+    return True
 
 
 def undo(actor: User, obj: Any, *, now: datetime | None = None) -> Any:
@@ -458,11 +477,19 @@ def _drop_job_history(restores: Any, runs: Any = None) -> None:
         db.session.execute(delete(BackupRun).where(runs))
 
 
+def _unlink_point(point_id: int) -> None:
+    """Rows that only mention the point (a verification of it, the safety backup of an in-place restore) stay."""
+    db.session.execute(update(Verification).where(Verification.backup_point_id == point_id)
+                       .values(backup_point_id=None))
+    db.session.execute(update(Restore).where(Restore.safety_point_id == point_id).values(safety_point_id=None))
+
+
 def _purge_backup(point: BackupPoint, actor: User | str, moment: datetime) -> None:
     if point.protected:
         raise _Blocked("the backup point is protected")
     _busy(select(Restore.id).where(Restore.backup_point_id == point.id), "this backup point")
     _drop_job_history(Restore.backup_point_id == point.id)
+    _unlink_point(point.id)
     note = "forgotten"
     try:
         retention.forget(_root(), point.vm.repository_name, point.revision)
@@ -524,6 +551,7 @@ def _purge_vm(vm: VM, actor: User | str, moment: datetime) -> None:
         _dismiss_notices(point, moment)
     _dismiss_notices(vm, moment)
     _drop_job_history(Restore.vm_id == vm.id, BackupRun.vm_id == vm.id)
+    db.session.execute(delete(Verification).where(Verification.vm_id == vm.id))
     db.session.execute(delete(BackupPoint).where(BackupPoint.vm_id == vm.id))
     db.session.delete(vm)
     db.session.flush()

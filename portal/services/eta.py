@@ -1,15 +1,25 @@
-"""Queue position and ETA of a restore, from the measured throughput of recent restores."""
+"""Queue positions and ETAs of restores, from the measured throughput of recent restores and fire drills.
+
+One model for every page that shows them (a restore's page, the status page, the disaster board, the
+customer dashboard during a disaster, the API): workers take running restores to the end, then queued ones
+by priority class and request time (as the queues do); each restore takes its size over the measured
+throughput of one restore; ``workers`` restores run at once, each worker taking the next one when it is
+free (list scheduling).
+"""
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from .. import clock
 from ..extensions import db
-from ..models import Restore
-from ..models.runs import DONE, QUEUED, RUNNING
+from ..models import FireDrill, Restore
+from ..models.runs import ACTIVE_STATES, DONE, QUEUED, RUNNING
 from .priority import CLASSES
 
 DEFAULT_BYTES_PER_SECOND = 200 * 1024 * 1024  # until a restore has been measured here
@@ -19,43 +29,70 @@ RECENT = 20
 @dataclass(frozen=True)
 class Estimate:
     position: int | None  # 1 = next to start in its class order; None once running or finished
-    ahead: int
+    ahead: int  # restores (any tenant's) that run or start before this one
     bytes_per_second: float
     seconds_left: float | None
 
 
 def throughput() -> float:
-    """Mean bytes/second of the most recent finished restores (full restores only: they are I/O bound)."""
-    rows = db.session.scalars(
+    """Bytes/second of one restore, from recent full restores and fire drills (they are I/O bound)."""
+    restores = db.session.scalars(
         select(Restore).where(Restore.state == DONE, Restore.kind == "full", Restore.started_at.isnot(None),
-                              Restore.finished_at.isnot(None))
-        .order_by(Restore.finished_at.desc()).limit(RECENT)
-    ).all()
-    seconds = sum(max((r.finished_at - r.started_at).total_seconds(), 0.001) for r in rows  # type: ignore[operator]
-                  if r.finished_at and r.started_at)
-    total = sum(r.bytes_total for r in rows)
-    return total / seconds if rows and seconds > 0 and total > 0 else DEFAULT_BYTES_PER_SECOND
+                              Restore.finished_at.isnot(None), Restore.bytes_total > 0)
+        .order_by(Restore.finished_at.desc()).limit(RECENT)).all()
+    drills = db.session.scalars(
+        select(FireDrill).where(FireDrill.state == DONE, FireDrill.seconds > 0, FireDrill.bytes_total > 0)
+        .order_by(FireDrill.finished_at.desc()).limit(RECENT)).all()
+    total = sum(r.bytes_total for r in restores) + sum(d.bytes_total for d in drills)
+    seconds = sum(max((r.finished_at - r.started_at).total_seconds(), 0.001)
+                  for r in restores if r.finished_at and r.started_at) + sum(d.seconds for d in drills)
+    return total / seconds if total > 0 and seconds > 0 else float(DEFAULT_BYTES_PER_SECOND)
 
 
-def _size(restore: Restore) -> int:
+def simulate(sizes: Iterable[int], workers: int, bytes_per_second: float,
+             busy: Iterable[float] = ()) -> list[float]:
+    """Seconds from now until each restore (in this order) finishes on ``workers`` workers.
+
+    ``busy`` holds the seconds left of restores already running; each occupies a worker until then.
+    """
+    free = sorted(busy)
+    free += [0.0] * max(workers - len(free), 0)
+    heapq.heapify(free)
+    finishes = []
+    for size in sizes:
+        start = heapq.heappop(free)
+        end = start + max(size, 0) / bytes_per_second
+        finishes.append(end)
+        heapq.heappush(free, end)
+    return finishes
+
+
+def size_of(restore: Restore) -> int:
     return restore.bytes_total or restore.backup_point.size_bytes
 
 
-def estimate(restore: Restore) -> Estimate:
-    """Restores ahead are those queued in a higher class, or earlier in the same class, plus running ones."""
-    speed = throughput()
-    if restore.state == RUNNING:
-        left = max(_size(restore) - restore.bytes_done, 0)
-        return Estimate(None, 0, speed, left / speed)
-    if restore.state != QUEUED:
-        return Estimate(None, 0, speed, None)
-    rank = CLASSES.index(restore.priority_class)
-    waiting = db.session.scalars(select(Restore).where(Restore.state.in_((QUEUED, RUNNING)))).all()
-    ahead = [r for r in waiting if r.id != restore.id and (
-        r.state == RUNNING or CLASSES.index(r.priority_class) < rank
-        or (r.priority_class == restore.priority_class and (r.created_at, r.id) < (restore.created_at, restore.id)))]
-    work = sum(max(_size(r) - r.bytes_done, 0) for r in ahead) + _size(restore)
-    return Estimate(len([r for r in ahead if r.state == QUEUED]) + 1, len(ahead), speed, work / speed)
+def queue(workers: int = 1, bytes_per_second: float | None = None) -> dict[int, Estimate]:
+    """Every active restore's estimate, in one pass over the queue (a disaster queues one per VM at once)."""
+    speed = bytes_per_second or throughput()
+    active = db.session.scalars(select(Restore).where(Restore.state.in_(ACTIVE_STATES))
+                                .options(joinedload(Restore.backup_point))).all()
+    running = sorted((r for r in active if r.state == RUNNING), key=lambda r: (r.started_at or clock.now(), r.id))
+    queued = sorted((r for r in active if r.state == QUEUED),
+                    key=lambda r: (CLASSES.index(r.priority_class) if r.priority_class in CLASSES else len(CLASSES),
+                                   r.created_at, r.id))
+    left = [max(size_of(r) - r.bytes_done, 0) / speed for r in running]
+    result = {r.id: Estimate(None, 0, speed, seconds) for r, seconds in zip(running, left, strict=True)}
+    finishes = simulate([size_of(r) for r in queued], max(workers, 1), speed, busy=left)
+    for index, (restore, finish) in enumerate(zip(queued, finishes, strict=True)):
+        result[restore.id] = Estimate(index + 1, len(running) + index, speed, finish)
+    return result
+
+
+def estimate(restore: Restore, workers: int = 1) -> Estimate:
+    """The restore's position and time left; finished restores have neither."""
+    if restore.state not in (QUEUED, RUNNING):
+        return Estimate(None, 0, throughput(), None)
+    return queue(workers).get(restore.id) or Estimate(None, 0, throughput(), None)
 
 
 def finished_in(restore: Restore) -> float | None:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from .. import clock
 from ..extensions import db
 from ..models import ENVIRONMENTS, VM, Disk, InventorySync, Organisation, ResourceGroup, User
-from . import audit
+from . import audit, notify
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,199}")
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -109,6 +109,8 @@ def sync(document: Any, scope: str, actor: User | str) -> SyncResult:
         audit.record(actor, "inventory.sync_refused", None, after={"scope": scope, "reason": record.reason},
                      label=scope)
         db.session.commit()
+        notify.event("inventory.sync_refused", notify.organisation_by_slug(scope), sync=record.id, scope=scope,
+                     reason=record.reason)
         raise SyncRefused(record.reason, record)
     result = _apply(orgs, feed_vms, known, scope)
     result.sync.actor = actor_label

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from ..extensions import db
 from ..models import VM, BackupPoint, BackupRun, Restore, User
-from ..models.runs import ACTIVE_STATES, CANCELLED, QUEUED
-from . import audit, queue
+from ..models.runs import ACTIVE_STATES, CANCELLED, DONE, FAILED, QUEUED
+from . import audit, notify, queue
 from .priority import priority_of
 
 
 class RestoreError(ValueError):
     """A restore request that cannot be accepted; the message says why."""
+
+    status = 422
+
+
+class RestoreForbidden(RestoreError):
+    """The actor may not request this kind of restore."""
+
+    status = 403
 
 
 def request_backup(vm: VM, actor: User | str = "system:scheduler") -> BackupRun:
@@ -32,6 +42,10 @@ def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: l
         raise RestoreError("kind must be 'full' or 'files'")
     if point.vm_id != vm.id or point.pending_deletion:
         raise RestoreError("that backup point is not available")
+    if (target or {}).get("type") == "in_place":
+        check_in_place(actor, vm, kind)
+    if (target or {}).get("type") == "in_vm":
+        target = check_into_disk(actor, vm, kind, paths or [], target or {})
     if kind == "files":
         clean = [p for p in (paths or []) if isinstance(p, str) and p.startswith("/") and len(p) < 4096]
         if not clean or len(clean) != len(paths or []) or len(clean) > 1000:
@@ -44,12 +58,73 @@ def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: l
     db.session.add(restore)
     db.session.flush()
     restore.job_id = f"restore-{restore.id}"
-    audit.record(actor, "restore.request", vm, after={"restore": restore.id, "kind": kind,
-                                                       "backup": point.revision, "class": priority.klass})
+    audit.record(actor, "restore.request", vm, after={"restore": restore.id, "kind": kind, "backup": point.revision,
+                                                       "class": priority.klass, "target": restore.target})
     db.session.commit()
     queue.enqueue(queue.restore_queue(restore.priority_class), "jobs.restore.run_restore", restore.id,
                   job_id=restore.job_id)
+    notify.event("restore.queued", vm.organisation, vm=vm, restore=restore.id, kind=kind, priority=priority.klass)
     return restore
+
+
+PARTITION_PATH = re.compile(r'^/p[0-9]+(/[^/"\\\n\r]+)*/?\Z')
+IN_PLACE_FORBIDDEN = ("Only your organisation's administrators can restore over a VM's disk; ask one of them, "
+                      "or restore to a new image.")
+
+
+def may_restore_in_place(actor: User) -> bool:
+    """Overwriting a VM's disk is for the organisation's administrators and operators, not members."""
+    return actor.is_operator or actor.is_customer_admin
+
+
+def check_in_place(actor: User, vm: VM, kind: str) -> None:
+    """Refuse an in-place restore that cannot or may not happen, before any row is written.
+
+    ``file:`` disks are overwritten at their path (the engine writes a partial file and renames it over the
+    original only when complete); ``rbd:`` images in place, keeping their id, snapshots and clones (the engine
+    refuses an image that is open, e.g. by the running VM, and the restore fails with that message).
+    """
+    if not may_restore_in_place(actor):
+        raise RestoreForbidden(IN_PLACE_FORBIDDEN)
+    if kind != "full":
+        raise RestoreError("an in-place restore puts back the whole disk: choose a full restore")
+    if not vm.disks:
+        raise RestoreError("the VM has no disk in the inventory to restore over")
+    source = vm.disks[0].source
+    if source.startswith("file:") and not os.path.exists(source[len("file:"):]):
+        raise RestoreError(f"the VM's disk {source[len('file:'):]} does not exist; restore to a new image instead")
+    if not source.startswith(("file:", "rbd:")):
+        raise RestoreError(f"cannot restore in place over {source}")
+
+
+def check_into_disk(actor: User, vm: VM, kind: str, paths: list[str], target: dict[str, Any]) -> dict[str, Any]:
+    """Refuse a file restore into the VM's disk that cannot or may not happen; return the clean target.
+
+    Only ``file:`` disks (ext filesystems, written with debugfs by the job); names the job cannot pass to
+    debugfs safely (quotes, backslashes, newlines) and ``.``/``..`` components are refused here, up front.
+    """
+    if not may_restore_in_place(actor):
+        raise RestoreForbidden(IN_PLACE_FORBIDDEN)
+    if kind != "files":
+        raise RestoreError("putting files back into the disk is a file restore: choose files and folders")
+    if not vm.disks or not vm.disks[0].source.startswith("file:"):
+        raise RestoreError("files can be put back only into file: disks; download them instead")
+    dest = str(target.get("path") or "").strip()
+    for path in [*paths, *([dest] if dest else [])]:
+        if not isinstance(path, str) or not PARTITION_PATH.match(path) or set(path.split("/")) & {".", ".."}:
+            raise RestoreError(f"{path!r} is not a path inside a partition of the disk, like /p1/etc/hosts")
+    return {"type": "in_vm", "path": dest.rstrip("/") or None}
+
+
+def request_undo(actor: User, restore: Restore) -> Restore:
+    """Put back the state from before an in-place restore (or files put back into the disk): an in-place
+    restore of its safety backup (which takes a safety backup of its own, so the undo can be undone too)."""
+    point = restore.safety_point
+    if not (restore.in_place or restore.into_disk) or point is None:
+        raise RestoreError("this restore took no safety backup, so there is nothing to put back")
+    if restore.state not in (DONE, FAILED):
+        raise RestoreError("the restore is still queued or running; wait for it to finish")
+    return request_restore(actor, restore.vm, point, "full", target={"type": "in_place", "undo_of": restore.id})
 
 
 def cancel_restore(actor: User, restore: Restore) -> bool:

@@ -2,8 +2,11 @@
 
 - A backup is due when a VM's last good backup would exceed its RPO before the next tick, minus a
   per-VM offset (up to a tenth of the RPO, from the VM id) that spreads start times so VMs do not all start
-  on the hour. After downtime every overdue VM is due at once, and only once (an active run blocks more).
+  on the hour, and minus one and a half times the VM's last backup's duration, so the new point exists
+  before the RPO runs out. After downtime every overdue VM is due at once, and only once (an active run blocks more).
 - RPO misses raise a notice for the organisation (once per VM until it is back within its RPO).
+- Verifications: every backup point re-verified at least every 7 days, newest first, a bounded number at
+  once (``services.verification``).
 - The reconciler re-queues rows whose job Redis no longer knows (Redis restarted empty) and those whose
   worker died mid-job (the engine resumes a restore from its partial output); after three attempts the
   row is failed with the reason, so no request disappears silently.
@@ -14,12 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import VM, BackupRun, Notice, Restore
-from ..models.runs import ACTIVE_STATES, FAILED, QUEUED, RUNNING
-from . import queue, runs
+from ..models import VM, BackupRun, Notice, Restore, Verification
+from ..models.runs import ACTIVE_STATES, DONE, FAILED, QUEUED, RUNNING
+from . import drills, notify, queue, runs, verification
 from .status import statuses
 
 TICK = timedelta(minutes=1)
@@ -32,6 +35,7 @@ class TickResult:
     rpo_missed: list[int] = field(default_factory=list)
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    verifications: list[int] = field(default_factory=list)  # Verification ids queued
 
 
 def spread(vm: VM, rpo_minutes: int) -> timedelta:
@@ -40,10 +44,21 @@ def spread(vm: VM, rpo_minutes: int) -> timedelta:
     return timedelta(seconds=(vm.id * 7919) % window)
 
 
+def backup_durations() -> dict[int, timedelta]:
+    """How long each VM's most recent successful backup took (VMs never backed up are absent)."""
+    latest = select(func.max(BackupRun.id)).where(BackupRun.state == DONE).group_by(BackupRun.vm_id)
+    rows = db.session.execute(select(BackupRun.vm_id, BackupRun.started_at, BackupRun.finished_at)
+                              .where(BackupRun.id.in_(latest)))
+    return {vm_id: finished - started for vm_id, started, finished in rows if started and finished}
+
+
 def due_backups(now: datetime, tick: timedelta = TICK) -> list[VM]:
+    """VMs whose next backup must start now for its point to exist before the RPO runs out: the last good
+    point plus the RPO, less the spread and less one and a half times the VM's last backup's duration."""
     vms = list(db.session.scalars(select(VM).where(VM.deletion_due_at.is_(None), VM.missing_since.is_(None))))
     active = set(db.session.scalars(select(BackupRun.vm_id).where(BackupRun.state.in_(ACTIVE_STATES))))
     state = statuses(vms)
+    durations = backup_durations()
     due = []
     for vm in vms:
         policy = vm.policy
@@ -51,7 +66,8 @@ def due_backups(now: datetime, tick: timedelta = TICK) -> list[VM]:
             continue
         last = state[vm.id].last_good
         rpo = timedelta(minutes=policy.rpo_minutes)
-        if last is None or last + rpo - spread(vm, policy.rpo_minutes) <= now + tick:
+        lead = spread(vm, policy.rpo_minutes) + durations.get(vm.id, timedelta(0)) * 1.5
+        if last is None or last + rpo - lead <= now + tick:
             due.append(vm)
     return due
 
@@ -80,6 +96,9 @@ def tick(now: datetime) -> TickResult:
         if int(notice.kind.split(":")[1]) not in {vm.id for vm in rpo_misses(now)}:
             notice.dismissed_at = now  # back within its RPO
     db.session.commit()
+    result.verifications = verification.schedule_due(now)
+    drills.schedule(now)  # fire drills: each VM at least monthly, bounded (services/drills.py)
+    notify.tick(now, result.rpo_missed)  # RPO events, deletion reminders, daily digests (services/notify.py)
     reconcile(result)
     return result
 
@@ -90,9 +109,10 @@ def reconcile(result: TickResult) -> None:
     from rq.job import Job
 
     connection = queue.connection()
-    rows: list[BackupRun | Restore] = [
+    rows: list[BackupRun | Restore | Verification] = [
         *db.session.scalars(select(BackupRun).where(BackupRun.state.in_((QUEUED, RUNNING)))),
         *db.session.scalars(select(Restore).where(Restore.state.in_((QUEUED, RUNNING)))),
+        *db.session.scalars(select(Verification).where(Verification.state.in_((QUEUED, RUNNING)))),
     ]
     for row in rows:
         try:
@@ -109,8 +129,7 @@ def reconcile(result: TickResult) -> None:
             continue
         row.state = QUEUED
         db.session.commit()
-        name = "backup" if isinstance(row, BackupRun) else queue.restore_queue(row.priority_class)
-        function = "jobs.backup.run_backup" if isinstance(row, BackupRun) else "jobs.restore.run_restore"
+        name, function = _job_of(row)
         try:
             Job.fetch(row.job_id, connection=connection).delete()
         except NoSuchJobError:
@@ -118,3 +137,12 @@ def reconcile(result: TickResult) -> None:
         queue.enqueue(name, function, row.id, job_id=row.job_id)
         result.requeued.append(row.job_id)
     db.session.commit()
+
+
+def _job_of(row: BackupRun | Restore | Verification) -> tuple[str, str]:
+    """The queue and job function a row belongs to."""
+    if isinstance(row, BackupRun):
+        return "backup", "jobs.backup.run_backup"
+    if isinstance(row, Verification):
+        return verification.QUEUE, verification.FUNCTION
+    return queue.restore_queue(row.priority_class), "jobs.restore.run_restore"

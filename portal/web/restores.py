@@ -55,7 +55,9 @@ def browse(vm_id: int, backup_id: int) -> str | tuple[str, int]:
         return render_template("browse.html", vm=vm, point=point, path=path, entries=[], error=str(exc),
                                query=query, partial=bool(request.headers.get("HX-Request"))), 422
     return render_template("browse.html", vm=vm, point=point, path=path, entries=entries, error=None,
-                           query=query, partial=bool(request.headers.get("HX-Request")))
+                           query=query, partial=bool(request.headers.get("HX-Request")),
+                           can_put_back=runs.may_restore_in_place(current_user)  # type: ignore[arg-type]
+                           and bool(vm.disks) and vm.disks[0].source.startswith("file:"))
 
 
 @bp.route("/vms/<int:vm_id>/backups/<int:backup_id>/download")
@@ -100,12 +102,54 @@ def request_restore(vm_id: int, backup_id: int) -> BaseResponse | tuple[str, int
     vm, point = _point(vm_id, backup_id)
     kind = request.form.get("kind", "full")
     paths = request.form.getlist("path")
+    target = request.form.get("target", "new")
+    if target not in ("new", "in_place", "in_vm"):
+        return _refused(runs.RestoreError("target must be 'new', 'in_place' or 'in_vm'"))
+    spec = {"type": target, **({"path": request.form.get("dest", "")[:4096]} if target == "in_vm" else {})}
     try:
-        restore = runs.request_restore(current_user, vm, point, kind, paths=paths)  # type: ignore[arg-type]
+        if target != "new":  # both overwrite what is on the VM's disk now
+            _confirmed(vm)
+        restore = runs.request_restore(current_user, vm, point, kind, paths=paths,  # type: ignore[arg-type]
+                                       target=spec)
     except runs.RestoreError as exc:
-        db.session.rollback()
-        return render_template("error.html", code=422, message=str(exc)), 422
+        return _refused(exc)
     return redirect(url_for("web.restore_detail", restore_id=restore.id))
+
+
+@bp.route("/vms/<int:vm_id>/backups/<int:backup_id>/restore-in-place")
+@login_required
+def confirm_in_place(vm_id: int, backup_id: int) -> str | tuple[str, int]:
+    """The confirmation page: what will be overwritten, the safety backup, and the VM's name to type."""
+    vm, point = _point(vm_id, backup_id)
+    if not runs.may_restore_in_place(current_user):  # type: ignore[arg-type]
+        return _refused(runs.RestoreForbidden(runs.IN_PLACE_FORBIDDEN))
+    return render_template("restore_in_place.html", vm=vm, point=point, disk=vm.disks[0].source if vm.disks else "")
+
+
+@bp.route("/restores/<int:restore_id>/undo", methods=["POST"])
+@login_required
+def restore_undo(restore_id: int) -> BaseResponse | tuple[str, int]:
+    """Undo an in-place restore: restore its safety backup in place (itself with a safety backup first)."""
+    restore = _restore(restore_id)
+    try:
+        _confirmed(restore.vm)
+        undo = runs.request_undo(current_user, restore)  # type: ignore[arg-type]
+    except runs.RestoreError as exc:
+        return _refused(exc)
+    return redirect(url_for("web.restore_detail", restore_id=undo.id))
+
+
+def _confirmed(vm: VM) -> None:
+    """Overwriting a disk needs the actor's role and the VM's name typed out (not a double click)."""
+    if not runs.may_restore_in_place(current_user):  # type: ignore[arg-type]
+        raise runs.RestoreForbidden(runs.IN_PLACE_FORBIDDEN)
+    if request.form.get("confirm", "").strip() != vm.name:
+        raise runs.RestoreError(f"type the VM's name ({vm.name}) to confirm that its disk will be overwritten")
+
+
+def _refused(exc: runs.RestoreError) -> tuple[str, int]:
+    db.session.rollback()
+    return render_template("error.html", code=exc.status, message=str(exc)), exc.status
 
 
 def _restore(restore_id: int) -> Restore:
@@ -129,8 +173,12 @@ def restore_list() -> str:
 def restore_detail(restore_id: int) -> str:
     restore = _restore(restore_id)
     template = "restore.html"
+    safety = restore.safety_point
+    can_undo = ((restore.in_place or restore.into_disk) and safety is not None and not safety.pending_deletion
+                and restore.state in ("done", "failed")
+                and runs.may_restore_in_place(current_user))  # type: ignore[arg-type]
     return render_template(template, restore=restore, eta=estimate(restore), elapsed=finished_in(restore),
-                           partial=request.headers.get("HX-Request") == "true")
+                           partial=request.headers.get("HX-Request") == "true", can_undo=can_undo)
 
 
 @bp.route("/restores/<int:restore_id>/cancel", methods=["POST"])
@@ -146,7 +194,8 @@ def restore_cancel(restore_id: int) -> BaseResponse:
 @login_required
 def restore_download(restore_id: int) -> Response:
     restore = _restore(restore_id)
-    if restore.kind != "files" or restore.state != "done" or not os.path.isfile(restore.output_path):
+    if (restore.kind != "files" or restore.into_disk or restore.state != "done"
+            or not os.path.isfile(restore.output_path)):  # into the disk: output_path is the VM's own image
         abort(404)
     return send_file(restore.output_path, as_attachment=True,
                      download_name=f"{restore.vm.name}-restore-{restore.id}.tar.gz")

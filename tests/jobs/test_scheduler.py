@@ -23,6 +23,17 @@ def test_exactly_the_due_backups_are_enqueued(world, queues) -> None:
     assert queued == sorted([world["acme_staging"].id, world["acme_vm"].id])
 
 
+def test_a_slow_vm_starts_its_backup_early_enough_to_finish_within_its_rpo(world, queues) -> None:
+    vm, now = world["acme_vm"], clock.now()  # RPO 120 min, a good point from "now"
+    lead = schedule.spread(vm, 120)
+    moment = now + timedelta(minutes=120) - lead - timedelta(minutes=30)  # half an hour before it would be due
+    assert vm.id not in [v.id for v in schedule.due_backups(moment)]
+    db.session.add(BackupRun(vm_id=vm.id, state="done", started_at=now - timedelta(minutes=40),
+                             finished_at=now))  # its last backup took 40 minutes: start 60 minutes early
+    db.session.commit()
+    assert vm.id in [v.id for v in schedule.due_backups(moment)]
+
+
 def test_start_times_are_spread_within_a_tenth_of_the_rpo(world) -> None:
     offsets = {schedule.spread(vm, 60) for vm in (world["acme_vm"], world["acme_staging"], world["globex_vm"])}
     assert len(offsets) == 3 and all(timedelta(0) <= o < timedelta(minutes=6) for o in offsets)

@@ -4,7 +4,24 @@ from __future__ import annotations
 
 import pytest
 
+from portal.services import tokens
+
 from .matrix import ROLES, all_routes
+
+
+def token_endpoints() -> set[str]:
+    """Endpoints declared by matrix modules that set ``API_TOKENS = True``."""
+    import importlib
+    import pkgutil
+
+    from . import matrix
+
+    found: set[str] = set()
+    for module in pkgutil.iter_modules(matrix.__path__):
+        loaded = importlib.import_module(f"{matrix.__name__}.{module.name}")
+        if getattr(loaded, "API_TOKENS", False):
+            found |= set(getattr(loaded, "ROUTES", {}))
+    return found
 
 
 def test_every_route_is_in_the_matrix(app) -> None:
@@ -18,12 +35,20 @@ def test_route_matrix(app, world, auth, role: str) -> None:
     client = auth.client
     if role != "anonymous":
         assert auth.login(world[role]).status_code == 302
+    # API routes (/api/...) of modules with ``API_TOKENS = True`` get the role's bearer token with every scope and JSON
+    # bodies (anonymous sends none); other modules' API routes are called with the session cookie alone
+    api_headers = {} if role == "anonymous" else {
+        "Authorization": f"Bearer {tokens.create_token(world[role], list(tokens.SCOPES), name='matrix')[1]}"}
+    with_tokens = token_endpoints()
     failures = []
     for endpoint, cases in sorted(all_routes().items()):
         for case in cases:
             url = case.url(world)
             data = case.data(world) if case.data else None
-            answer = client.open(url, method=case.method, data=data)
+            if endpoint in with_tokens and url.startswith("/api/"):
+                answer = client.open(url, method=case.method, json=data, headers=api_headers)
+            else:
+                answer = client.open(url, method=case.method, data=data)
             if answer.status_code != case.expect[role]:
                 failures.append(f"{case.method} {url} ({endpoint}) as {role}: {answer.status_code}, "
                                 f"expected {case.expect[role]}")

@@ -26,6 +26,24 @@ ROUTES = {
              data=lambda w: {"kind": "bogus"}),
         Case("POST", lambda w: _files(w, "globex_point", "restore"), signed_in(404, globex_admin=422, operator=422),
              data=lambda w: {"kind": "bogus"}),
+        Case("POST", lambda w: _files(w, "acme_point", "restore"),
+             signed_in(422, acme_member=403, manager=403, globex_admin=404),
+             data=lambda w: {"kind": "full", "target": "in_place", "confirm": "not the name"}),
+        Case("POST", lambda w: _files(w, "acme_point", "restore"),  # files back into an rbd disk: refused
+             signed_in(422, acme_member=403, manager=403, globex_admin=404),
+             data=lambda w: {"kind": "files", "path": "/p1/etc", "target": "in_vm", "confirm": "web-1"}),
+    ],
+    # In place: members and account managers are refused (403) before anything else is looked at; admins and
+    # operators without the typed VM name get a 422.
+    "web.confirm_in_place": [
+        Case("GET", lambda w: _files(w, "acme_point", "restore-in-place"),
+             signed_in(200, acme_member=403, manager=403, globex_admin=404)),
+        Case("GET", lambda w: _files(w, "globex_point", "restore-in-place"), signed_in(404, operator=200,
+                                                                                          globex_admin=200)),
+    ],
+    "web.restore_undo": [  # the matrix restore is not in place: nothing to put back (422 once confirmed)
+        Case("POST", lambda w: f"/restores/{w['acme_restore'].id}/undo",
+             signed_in(422, acme_member=403, manager=403, globex_admin=404), data=lambda w: {"confirm": "web-1"}),
     ],
     "web.restore_list": [Case("GET", lambda w: "/restores", signed_in(200), absent={"globex_admin": ("web-1",)})],
     "web.restore_detail": [
@@ -33,6 +51,13 @@ ROUTES = {
         Case("GET", lambda w: "/restores/99999", signed_in(404)),
     ],
     "web.restore_download": [Case("GET", lambda w: f"/restores/{w['acme_restore'].id}/download", signed_in(404))],
+    # Operators only; the matrix world's VMs have no repository, so an operator gets a clear 409.
+    "web.verify_now": [
+        Case("POST", lambda w: f"/vms/{w['acme_vm'].id}/verify",
+             signed_in(403, globex_admin=404, operator=409)),
+        Case("POST", lambda w: f"/vms/{w['globex_vm'].id}/verify",
+             signed_in(404, globex_admin=403, operator=409)),
+    ],
     "web.restore_cancel": [
         Case("POST", lambda w: f"/restores/{w['acme_restore'].id}/cancel", signed_in(302, globex_admin=404)),
     ],

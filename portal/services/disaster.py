@@ -1,0 +1,411 @@
+"""Disaster mode: plan and start the restore of many VMs at once, follow it, and project restore times.
+
+- **Scope**: everything, one organisation, or the VMs with a disk on one storage pool (the POOL of
+  ``rbd:POOL/IMAGE``; ``file:`` disks count as the pool ``file``).
+- **Point choice**: per VM the newest usable backup point at or before the chosen time (``ok`` or
+  ``verified``; never damaged, distrusted or pending deletion). Verified points are preferred: a verified
+  point wins over newer unverified ones when it is at most one RPO older than the newest usable point, so
+  preferring integrity never costs more data than the customer already accepted as their RPO.
+- **Order**: the restore priority rules (``priority.sort_key``: class, tier RTO, smaller VMs first).
+- **Projection**: each VM's restore takes size / measured throughput (recent full restores and fire
+  drills, per worker); ``workers`` restores run at once, each worker taking the next VM in order when it
+  is free (list scheduling). A class's expected completion is when its last VM finishes; it is compared
+  with the tier's RTO target, counted from the start of the run.
+
+The planner is read-only; ``start`` commits the run row and audits it, then requests each restore
+through ``runs.request_restore`` (row committed, then enqueued on its priority's queue), in plan order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import joinedload
+
+from .. import clock
+from ..extensions import db
+from ..models import VM, BackupPoint, DisasterRestore, DisasterRun, Disk, Organisation, Restore, User
+from ..models.runs import ACTIVE_STATES, DONE
+from . import access, audit, eta, incidents, runs
+from .priority import CLASSES, Priority, priority_of, sort_key
+
+USABLE_STATES = ("ok", "verified")
+RECENT = 20  # measured restores and drills that make up the throughput
+SHOWN = 200  # restores listed one by one on the board
+
+
+class DisasterError(ValueError):
+    """A disaster plan that cannot be made or started; the message says why."""
+
+
+# -- scope -----------------------------------------------------------------------------------------------
+
+def pool_of(disk: Disk) -> str:
+    """The storage pool a disk lives on: the POOL of ``rbd:POOL/IMAGE``; ``file:`` disks are pool ``file``."""
+    return disk.pool or ("file" if disk.source.startswith("file:") else disk.source.split(":", 1)[0])
+
+
+@dataclass(frozen=True)
+class Scope:
+    kind: str  # all | organisation | pool
+    value: str = ""
+    label: str = "everything"
+
+    @classmethod
+    def parse(cls, raw: str) -> Scope:
+        """``all``, ``organisation:<id>`` or ``pool:<name>`` (the planner form's values)."""
+        kind, _, value = (raw or "all").partition(":")
+        if kind == "all" and not value:
+            return cls("all")
+        if kind == "organisation" and value.isdigit():
+            org = db.session.get(Organisation, int(value))
+            if org is None or org.pending_deletion:
+                raise DisasterError("no such organisation")
+            return cls("organisation", str(org.id), f"organisation {org.name}")
+        if kind == "pool" and value and value in pools():
+            return cls("pool", value, f"storage pool {value}")
+        raise DisasterError("scope must be everything, an organisation or a known storage pool")
+
+    @property
+    def key(self) -> str:
+        return self.kind if self.kind == "all" else f"{self.kind}:{self.value}"
+
+
+def pools() -> list[str]:
+    sources = db.session.scalars(select(Disk).join(VM).where(VM.deletion_due_at.is_(None)))
+    return sorted({pool_of(disk) for disk in sources})
+
+
+def vms_in(scope: Scope) -> list[VM]:
+    query = (select(VM).where(VM.deletion_due_at.is_(None))
+             .options(joinedload(VM.organisation).joinedload(Organisation.tier), joinedload(VM.policy),
+                      joinedload(VM.disks)))
+    if scope.kind == "organisation":
+        query = query.where(VM.organisation_id == int(scope.value))
+    vms = list(db.session.scalars(query).unique())
+    if scope.kind == "pool":
+        vms = [vm for vm in vms if any(pool_of(disk) == scope.value for disk in vm.disks)]
+    return vms
+
+
+# -- choosing points -------------------------------------------------------------------------------------
+
+def usable_points(vm_ids: Sequence[int], at: datetime) -> dict[int, list[BackupPoint]]:
+    """Usable points at or before ``at`` per VM, newest first."""
+    found: dict[int, list[BackupPoint]] = {vm_id: [] for vm_id in vm_ids}
+    for start in range(0, len(vm_ids), 500):
+        rows = db.session.scalars(
+            select(BackupPoint).where(BackupPoint.vm_id.in_(vm_ids[start:start + 500]),
+                                      BackupPoint.created_at <= at, BackupPoint.state.in_(USABLE_STATES),
+                                      BackupPoint.deletion_due_at.is_(None))
+            .order_by(BackupPoint.created_at.desc(), BackupPoint.id.desc()))
+        for point in rows:
+            found[point.vm_id].append(point)
+    return found
+
+
+def choose_point(points: Sequence[BackupPoint], rpo_minutes: int | None) -> BackupPoint | None:
+    """The newest usable point, or a verified one at most one RPO older than it (see the module doc)."""
+    if not points:
+        return None
+    newest = points[0]
+    if newest.state == "verified":
+        return newest
+    window = timedelta(minutes=rpo_minutes or 0)
+    for point in points[1:]:
+        if newest.created_at - point.created_at > window:
+            break
+        if point.state == "verified":
+            return point
+    return newest
+
+
+# -- the plan --------------------------------------------------------------------------------------------
+
+@dataclass
+class Entry:
+    vm: VM
+    point: BackupPoint
+    priority: Priority
+    size: int
+    finish_seconds: float = 0.0
+
+    @property
+    def rto_minutes(self) -> int | None:
+        tier = self.vm.organisation.tier
+        return tier.rto_minutes if tier is not None and tier.rto_minutes else None
+
+
+@dataclass
+class Group:
+    """Consecutive VMs of one class and one tier: their expected completion against the tier's RTO."""
+
+    klass: str
+    tier: str
+    rto_minutes: int | None
+    vms: int = 0
+    bytes: int = 0
+    finish_seconds: float = 0.0
+
+    @property
+    def meets_rto(self) -> bool | None:
+        return None if self.rto_minutes is None else self.finish_seconds <= self.rto_minutes * 60
+
+
+@dataclass
+class Plan:
+    scope: Scope
+    at: datetime
+    workers: int
+    bytes_per_second: float
+    entries: list[Entry] = field(default_factory=list)
+    missing: list[VM] = field(default_factory=list)  # no usable point at or before ``at``
+    busy: list[VM] = field(default_factory=list)  # a restore of the VM is already queued or running
+
+    @property
+    def groups(self) -> list[Group]:
+        groups: list[Group] = []
+        for entry in self.entries:
+            tier = entry.vm.organisation.tier
+            name = tier.name if tier is not None else "no tier"
+            if not groups or (groups[-1].klass, groups[-1].tier) != (entry.priority.klass, name):
+                groups.append(Group(entry.priority.klass, name, entry.rto_minutes))
+            group = groups[-1]
+            group.vms += 1
+            group.bytes += entry.size
+            group.finish_seconds = max(group.finish_seconds, entry.finish_seconds)
+        return groups
+
+    @property
+    def total_seconds(self) -> float:
+        return max((e.finish_seconds for e in self.entries), default=0.0)
+
+
+def plan(scope: Scope, at: datetime, workers: int, bytes_per_second: float | None = None) -> Plan:
+    if not 1 <= workers <= 1000:
+        raise DisasterError("workers must be between 1 and 1000")
+    speed = bytes_per_second or eta.throughput()
+    result = Plan(scope, at, workers, speed)
+    vms = vms_in(scope)
+    points = usable_points([vm.id for vm in vms], at)
+    restoring = set(db.session.scalars(select(Restore.vm_id).where(Restore.state.in_(ACTIVE_STATES),
+                                                                   Restore.kind == "full")))
+    for vm in sorted(vms, key=lambda v: (*sort_key(v), v.id)):
+        point = choose_point(points[vm.id], vm.policy.rpo_minutes if vm.policy else None)
+        if point is None:
+            result.missing.append(vm)
+        elif vm.id in restoring:
+            result.busy.append(vm)
+        else:
+            result.entries.append(Entry(vm, point, priority_of(vm), point.size_bytes or vm.size_bytes))
+    for entry, finish in zip(result.entries, eta.simulate([e.size for e in result.entries], workers, speed),
+                             strict=True):
+        entry.finish_seconds = finish
+    return result
+
+
+def start(actor: User, scope: Scope, at: datetime, workers: int) -> DisasterRun:
+    """Commit the run (audited), then request every restore of the plan in its order."""
+    planned = plan(scope, at, workers)
+    if not planned.entries:
+        raise DisasterError("nothing to restore: no VM in this scope has a usable backup point"
+                            + (" that is not already being restored" if planned.busy else ""))
+    run = DisasterRun(scope=scope.kind, scope_value=scope.value, scope_label=scope.label, point_in_time=at,
+                      workers=workers, bytes_per_second=planned.bytes_per_second, started_by_id=actor.id,
+                      started_by=actor.email, created_at=clock.now(),
+                      summary={"planned": len(planned.entries), "missing": [vm.id for vm in planned.missing],
+                               "busy": [vm.id for vm in planned.busy], "skipped": []})
+    db.session.add(run)
+    db.session.flush()
+    audit.record(actor, "disaster.start", run, label=f"disaster run {run.id}: {scope.label}",
+                 organisation_id=int(scope.value) if scope.kind == "organisation" else None,
+                 after={"scope": scope.key, "point_in_time": at.isoformat(), "workers": workers,
+                        "vms": len(planned.entries), "missing": len(planned.missing)})
+    db.session.commit()
+    # Customers in scope see a banner and their VMs' places in the queue on their status page.
+    incident = incidents.open_incident(
+        "disaster", f"Disaster recovery: restoring {scope.label}", actor,
+        organisation_ids=[int(scope.value)] if scope.kind == "organisation" else None,
+        pool=scope.value if scope.kind == "pool" else None,
+        message=f"We are restoring {len(planned.entries)} VM(s) from backups taken at or before "
+                f"{at:%Y-%m-%d %H:%M} UTC, most critical first. Your VMs' places in the queue and their ETAs "
+                "are on this page.")
+    run.summary = {**run.summary, "incident": incident.id}
+    db.session.commit()
+    skipped = []
+    for position, entry in enumerate(planned.entries, 1):
+        try:
+            restore = runs.request_restore(actor, entry.vm, entry.point, "full")
+        except runs.RestoreError as exc:
+            db.session.rollback()
+            skipped.append({"vm": entry.vm.id, "reason": str(exc)})
+            continue
+        db.session.add(DisasterRestore(run_id=run.id, restore_id=restore.id, position=position))
+        db.session.commit()
+    if skipped:
+        run.summary = {**run.summary, "skipped": skipped}
+        db.session.commit()
+    return run
+
+
+# -- following a run -------------------------------------------------------------------------------------
+
+@dataclass
+class ClassProgress:
+    klass: str
+    rto_minutes: int | None = None
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
+        ("queued", "running", "done", "failed", "cancelled"), 0))
+    bytes_done: int = 0
+    bytes_total: int = 0
+    seconds_left: float = 0.0
+    finished_at: datetime | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def active(self) -> bool:
+        return self.counts["queued"] + self.counts["running"] > 0
+
+
+@dataclass
+class Board:
+    run: DisasterRun
+    classes: list[ClassProgress]
+    restores: list[tuple[int, Restore]]
+
+    @property
+    def active(self) -> bool:
+        return any(c.active for c in self.classes)
+
+    @property
+    def unfinished(self) -> list[tuple[int, Restore]]:
+        """Restores still waiting, running or failed (at most SHOWN: the board polls)."""
+        return [(n, r) for n, r in self.restores if r.state != DONE][:SHOWN]
+
+    def deadline(self, progress: ClassProgress) -> datetime | None:
+        if progress.rto_minutes is None:
+            return None
+        return self.run.created_at + timedelta(minutes=progress.rto_minutes)
+
+    def expected(self, progress: ClassProgress) -> datetime | None:
+        """When the class is (or was) complete: projected while active, measured once finished."""
+        if progress.active:
+            return clock.now() + timedelta(seconds=progress.seconds_left)
+        return progress.finished_at
+
+    def on_track(self, progress: ClassProgress) -> bool | None:
+        deadline, expected = self.deadline(progress), self.expected(progress)
+        return None if deadline is None or expected is None else expected <= deadline
+
+
+def restores_of(run: DisasterRun) -> list[tuple[int, Restore]]:
+    rows = db.session.execute(
+        select(DisasterRestore.position, Restore).join(Restore, Restore.id == DisasterRestore.restore_id)
+        .where(DisasterRestore.run_id == run.id).order_by(DisasterRestore.position)
+        .options(joinedload(Restore.vm).joinedload(VM.organisation).joinedload(Organisation.tier),
+                 joinedload(Restore.backup_point)))
+    return [(position, restore) for position, restore in rows]
+
+
+def board(run: DisasterRun) -> Board:
+    restores = restores_of(run)
+    speed = eta.throughput()
+    projection = eta.queue(run.workers, speed) if any(r.state in ACTIVE_STATES for _, r in restores) else {}
+    classes = {k: ClassProgress(k) for k in CLASSES}
+    for _, restore in restores:
+        progress = classes.setdefault(restore.priority_class, ClassProgress(restore.priority_class))
+        progress.counts[restore.state] = progress.counts.get(restore.state, 0) + 1
+        progress.bytes_done += restore.bytes_done if restore.state != DONE else eta.size_of(restore)
+        progress.bytes_total += eta.size_of(restore)
+        tier = restore.vm.organisation.tier
+        if tier is not None and tier.rto_minutes:
+            progress.rto_minutes = min(progress.rto_minutes or tier.rto_minutes, tier.rto_minutes)
+        if restore.id in projection:
+            progress.seconds_left = max(progress.seconds_left, projection[restore.id].seconds_left)
+        if restore.finished_at and (progress.finished_at is None or restore.finished_at > progress.finished_at):
+            progress.finished_at = restore.finished_at
+    return Board(run, [c for c in classes.values() if c.total], restores)
+
+
+def is_active(run: DisasterRun) -> bool:
+    return db.session.scalar(
+        select(Restore.id).join(DisasterRestore, DisasterRestore.restore_id == Restore.id)
+        .where(DisasterRestore.run_id == run.id, Restore.state.in_(ACTIVE_STATES)).limit(1)) is not None
+
+
+def recent_runs(limit: int = 20) -> list[DisasterRun]:
+    return list(db.session.scalars(select(DisasterRun).order_by(DisasterRun.created_at.desc(),
+                                                                DisasterRun.id.desc()).limit(limit)))
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    vm: VM
+    restore: Restore
+    run_id: int
+    position: int | None
+    seconds_left: float
+
+
+def customer_view(user: User, limit: int = 100) -> list[CustomerRow]:
+    """The user's own VMs in an active disaster run, with queue position and ETA (tenant-scoped)."""
+    query = (select(Restore, DisasterRestore.run_id).join(DisasterRestore, DisasterRestore.restore_id == Restore.id)
+             .join(VM, VM.id == Restore.vm_id).where(Restore.state.in_(ACTIVE_STATES)))
+    scoped: Select[Any] = access.scope_to_user(query, VM.organisation_id, user)  # type: ignore[arg-type]
+    rows = db.session.execute(scoped.order_by(Restore.id).limit(limit)).all()
+    if not rows:
+        return []
+    workers = max(run.workers for run in db.session.scalars(
+        select(DisasterRun).where(DisasterRun.id.in_({run_id for _, run_id in rows}))))
+    projection = eta.queue(workers, eta.throughput())
+    result = [CustomerRow(restore.vm, restore, run_id, projection[restore.id].position,
+                          projection[restore.id].seconds_left)
+              for restore, run_id in rows if restore.id in projection]
+    return sorted(result, key=lambda row: (row.position is not None, row.position or 0, row.vm.name))
+
+
+# -- fleet RTO -------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FleetProjection:
+    workers: int
+    total_seconds: float
+    critical_seconds: float  # when the last critical-class VM is back
+
+
+def fleet_rto(max_workers: int) -> tuple[float, list[FleetProjection], Plan]:
+    """Time to restore every VM from its newest usable point, for 1..max_workers workers."""
+    speed = eta.throughput()
+    full = plan(Scope("all"), clock.now(), 1, speed)
+    full.entries.extend(_entry_of(vm, full) for vm in full.busy)  # a fleet projection counts every VM
+    full.entries.sort(key=lambda e: (*sort_key(e.vm), e.vm.id))
+    sizes = [e.size for e in full.entries]
+    projections = []
+    for workers in range(1, max_workers + 1):
+        finishes = eta.simulate(sizes, workers, speed)
+        critical = [f for e, f in zip(full.entries, finishes, strict=True) if e.priority.klass == "critical"]
+        projections.append(FleetProjection(workers, max(finishes, default=0.0), max(critical, default=0.0)))
+    return speed, projections, full
+
+
+def _entry_of(vm: VM, full: Plan) -> Entry:
+    points = usable_points([vm.id], full.at)[vm.id]
+    point = choose_point(points, vm.policy.rpo_minutes if vm.policy else None)
+    assert point is not None  # busy VMs had one a moment ago, in the same transaction
+    return Entry(vm, point, priority_of(vm), point.size_bytes or vm.size_bytes)
+
+
+def describe(seconds: float) -> str:
+    """A duration for people: 45 s, 12 min, 3.5 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"

@@ -1,0 +1,145 @@
+"""Organisation webhooks: register, disable, sign and shape what is POSTed.
+
+Every delivery is a JSON body signed with HMAC-SHA256 over ``"<timestamp>.<body>"`` with the webhook's
+secret, sent as ``X-Lifeboat-Signature: sha256=<hex>`` with ``X-Lifeboat-Timestamp: <unix seconds>``, so a
+receiver can check both who sent it and that it is fresh (reject old timestamps: no replays).
+
+Webhook URLs are customer input that a worker inside the provider's network will call. Addresses that
+resolve to loopback, private, link-local or otherwise reserved networks are refused at send time unless
+``WEBHOOK_ALLOW_PRIVATE`` is set, and redirects are never followed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import secrets
+import socket
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import current_app
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Notification, Organisation, User, Webhook
+from . import audit
+from .notify import KINDS, TEST_KIND, WEBHOOK_DEFAULT_EVENTS
+
+#: every event a webhook may subscribe to
+EVENTS = tuple(KINDS)
+
+
+class WebhookError(ValueError):
+    """A webhook form the rules refuse (422); the message says why."""
+
+
+class UnsafeAddress(Exception):
+    """The webhook's host resolves to an address the worker must not call."""
+
+
+def may_manage(user: User) -> bool:
+    """Customer admins (their organisation), account managers and operators (organisations in scope)."""
+    return user.role != "customer_member"
+
+
+def for_organisation(org: Organisation) -> list[Webhook]:
+    return list(db.session.scalars(select(Webhook).where(Webhook.organisation_id == org.id).order_by(Webhook.id)))
+
+
+def deliveries(org: Organisation, limit: int = 50) -> list[Notification]:
+    query = (select(Notification).where(Notification.organisation_id == org.id, Notification.channel == "webhook")
+             .order_by(Notification.id.desc()).limit(limit))
+    return list(db.session.scalars(query))
+
+
+def check_url(url: str) -> str:
+    url = url.strip()
+    parts = urlsplit(url)
+    if len(url) > 500 or parts.scheme not in ("https", "http") or not parts.hostname:
+        raise WebhookError("the URL must be an http:// or https:// address of at most 500 characters")
+    if parts.username or parts.password:
+        raise WebhookError("put no credentials in the URL; the signature authenticates Lifeboat")
+    return url
+
+
+def create(actor: User, org: Organisation, url: str, events: list[str], description: str = "",
+           secret: str = "") -> Webhook:
+    """Register a webhook; without a given secret one is made (shown once by the page)."""
+    url = check_url(url)
+    unknown = [e for e in events if e not in EVENTS]
+    if unknown:
+        raise WebhookError(f"unknown event {unknown[0]!r}")
+    secret = secret.strip() or secrets.token_hex(32)
+    if not 16 <= len(secret) <= 128:
+        raise WebhookError("the secret must be 16 to 128 characters long")
+    hook = Webhook(organisation_id=org.id, url=url, secret=secret, events=list(events or WEBHOOK_DEFAULT_EVENTS),
+                   description=description.strip()[:200], active=True, created_by_id=actor.id)
+    db.session.add(hook)
+    db.session.flush()
+    audit.record(actor, "webhook.create", hook, organisation_id=org.id,
+                 after={"url": url, "events": hook.events, "description": hook.description})
+    db.session.commit()
+    return hook
+
+
+def set_active(actor: User, hook: Webhook, active: bool) -> Webhook:
+    if hook.active != active:
+        audit.record(actor, "webhook.enable" if active else "webhook.disable", hook,
+                     organisation_id=hook.organisation_id, before={"active": hook.active}, after={"active": active})
+        hook.active = active
+        db.session.commit()
+    return hook
+
+
+def test(actor: User, hook: Webhook) -> Notification:
+    from .notify import webhook_test
+
+    audit.record(actor, "webhook.test", hook, organisation_id=hook.organisation_id)
+    return webhook_test(hook)
+
+
+# -- what goes over the wire ------------------------------------------------------------------------------
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """``sha256=<hex>`` of HMAC-SHA256(secret, timestamp + "." + body)."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify(secret: str, timestamp: str, body: bytes, signature: str) -> bool:
+    """What a receiver does (shown in the README): constant-time comparison of the signature."""
+    return hmac.compare_digest(sign(secret, timestamp, body), signature)
+
+
+def payload(row: Notification) -> dict[str, Any]:
+    org = db.session.get(Organisation, row.organisation_id) if row.organisation_id else None
+    return {
+        "id": row.id,
+        "event": row.kind,
+        "created_at": row.created_at.isoformat() + "Z",
+        "organisation": {"id": org.id, "slug": org.slug, "name": org.name} if org else None,
+        "vm": {"id": row.vm_id, "name": row.vm_name} if row.vm_id is not None else None,
+        "subject": row.subject,
+        "details": row.details or {},
+        "test": row.kind == TEST_KIND,
+    }
+
+
+def check_address(url: str) -> None:
+    """Refuse hosts that resolve to non-public addresses unless ``WEBHOOK_ALLOW_PRIVATE`` is set."""
+    if current_app.config.get("WEBHOOK_ALLOW_PRIVATE"):
+        return
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        infos = socket.getaddrinfo(host, parts.port or (443 if parts.scheme == "https" else 80),
+                                   proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise UnsafeAddress(f"cannot resolve {host}: {exc}") from exc
+    for info in infos:
+        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+        if not address.is_global or address.is_multicast:
+            raise UnsafeAddress(f"{host} resolves to {address}, which is not a public address "
+                                "(LIFEBOAT_WEBHOOK_ALLOW_PRIVATE=true allows it)")
