@@ -17,6 +17,24 @@ from .fsutil import temp_name
 MAX_PENDING = 32  # chunks written but not yet durable: bounds the dirty page cache (128 MiB)
 
 
+def write_temp(final_path: str, data: bytes) -> tuple[int, str]:
+    """Write ``data`` to a new read-only temp file beside ``final_path``; return its open fd and its path.
+
+    The caller fsyncs and closes the fd and renames the file; on a write error nothing is left behind.
+    """
+    tmp = temp_name(final_path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, tmp
+
+
 class ChunkWriter:
     """Write chunk files; ``close()`` returns once every one is durable under its final name."""
 
@@ -33,16 +51,7 @@ class ChunkWriter:
         """Write ``data`` to a temp file beside ``final_path``; a flusher makes it durable and renames it."""
         if self._error is not None:
             raise self._error
-        tmp = temp_name(final_path)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
+        fd, tmp = write_temp(final_path, data)
         self._queue.put((fd, tmp, final_path))  # blocks while MAX_PENDING chunks wait for the disk
 
     def _flush_loop(self) -> None:

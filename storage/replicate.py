@@ -41,8 +41,9 @@ import requests
 import urllib3
 import zstandard
 
+from .durable import write_temp
 from .errors import CorruptRepository, NotARepository, StorageError, UnsupportedFormat
-from .fsutil import fsync_dir, is_temp_name, temp_name, write_file_atomic
+from .fsutil import fsync_dir, is_temp_name, write_file_atomic
 from .manifest import DISTRUSTED, Revision
 from .names import check_name
 from .repository import (
@@ -392,16 +393,7 @@ class BatchWriter:
     def write(self, final_path: str, data: bytes) -> None:
         if self._error is not None:
             raise self._error
-        tmp = temp_name(final_path)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
+        fd, tmp = write_temp(final_path, data)
         os.close(fd)
         with self._lock:
             self._pending.append((tmp, final_path))

@@ -3,8 +3,6 @@ browsing or downloading files inside a backup point."""
 
 from __future__ import annotations
 
-import zlib
-from collections.abc import Iterator
 from typing import Any
 
 from flask import Response, current_app
@@ -18,7 +16,7 @@ from storage.errors import StorageError
 
 from ..extensions import db
 from ..models import VM, BackupPoint, Organisation
-from ..services import access, deletions, policies, protection
+from ..services import access, deletions, policies, protection, selection
 from ..services.deletions import DeletionError
 from ..services.policies import PolicyError
 from ..services.priority import priority_of
@@ -274,30 +272,8 @@ class BackupDownload(MethodView):
         if any(not p.startswith("/") or "\x00" in p for p in paths):
             api_error(400, "paths must be absolute")
         root = current_app.config["STORAGE_ROOT"]
-        try:  # check the selection before the first byte, so errors are still a clean 4xx
-            with open_revision_disk(root, target.repository_name, point.revision) as disk:
-                for path in paths:
-                    disk.stat(path)
+        try:
+            selection.check(root, target, point, paths)
         except StorageError as exc:
             api_error(422, str(exc), "storage_error")
-        return stream_selection(root, target, point, paths, kind)
-
-
-def stream_selection(root: str, vm: VM, point: BackupPoint, paths: list[str], kind: str) -> Response:
-    repository, revision = vm.repository_name, point.revision
-
-    def generate() -> Iterator[bytes]:
-        with open_revision_disk(root, repository, revision) as disk:
-            if kind == "zip":
-                yield from disk.iter_zip(paths)
-                return
-            gzip = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip stream
-            for piece in disk.iter_tar(paths):
-                out = gzip.compress(piece)
-                if out:
-                    yield out
-            yield gzip.flush()
-
-    name = f"{vm.name}-{revision}.{kind}".replace("/", "_").replace('"', "_")
-    return Response(generate(), mimetype="application/gzip" if kind == "tar.gz" else "application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+        return selection.download(root, target, point, paths, kind)

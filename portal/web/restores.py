@@ -4,8 +4,6 @@ restores, and follow them (queue position, priority and why, progress, throughpu
 from __future__ import annotations
 
 import os
-import zlib
-from collections.abc import Iterator
 
 from flask import Response, abort, current_app, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
@@ -17,7 +15,7 @@ from storage.errors import StorageError
 
 from ..extensions import db
 from ..models import VM, Restore
-from ..services import access, runs
+from ..services import access, runs, selection
 from ..services.eta import estimate, finished_in
 from . import bp
 
@@ -72,28 +70,11 @@ def download_selection(vm_id: int, backup_id: int) -> Response:
     if kind not in ("tar.gz", "zip"):
         abort(400, description="format must be tar.gz or zip")
     root = current_app.config["STORAGE_ROOT"]
-    try:  # check the selection before the first byte is sent, so errors can still be a clean 4xx
-        with open_revision_disk(root, vm.repository_name, point.revision) as disk:
-            for path in paths:
-                disk.stat(path)
+    try:
+        selection.check(root, vm, point, paths)
     except StorageError as exc:
         abort(422, description=str(exc))
-
-    def generate() -> Iterator[bytes]:
-        with open_revision_disk(root, vm.repository_name, point.revision) as disk:
-            if kind == "zip":
-                yield from disk.iter_zip(paths)
-                return
-            gzip = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip stream
-            for piece in disk.iter_tar(paths):
-                out = gzip.compress(piece)
-                if out:
-                    yield out
-            yield gzip.flush()
-
-    name = f"{vm.name}-{point.revision}.{kind}".replace("/", "_")
-    return Response(generate(), mimetype="application/gzip" if kind == "tar.gz" else "application/zip",
-                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return selection.download(root, vm, point, paths, kind)
 
 
 @bp.route("/vms/<int:vm_id>/backups/<int:backup_id>/restore", methods=["POST"])
