@@ -50,7 +50,8 @@ def vm_lock(vm_id: int, on_wait: Callable[[], None] | None = None) -> Iterator[N
     from portal.services.queue import connection
 
     seconds = float(app().config["VM_LOCK_SECONDS"])  # expires this long after a dead holder's last refresh
-    lock = connection(app().config).lock(f"lifeboat:vm:{vm_id}", timeout=seconds, sleep=0.2)
+    # thread_local=False: the refresher thread below extends the lock with the token the job's thread took
+    lock = connection(app().config).lock(f"lifeboat:vm:{vm_id}", timeout=seconds, sleep=0.2, thread_local=False)
     if not lock.acquire(blocking=False):
         if on_wait:
             on_wait()

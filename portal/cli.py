@@ -279,16 +279,24 @@ def scheduler(once: bool, interval: float) -> None:
     import time
 
     from portal import clock
+    from portal.extensions import db as database
     from portal.services import deletions, heartbeat, schedule
 
     while True:
         result = schedule.tick(clock.now())
-        purged = deletions.purge_due()
+        try:
+            summary = deletions.purge_due().summary()
+        except Exception as exc:  # noqa: BLE001 - a failed purge is retried next tick; the loop goes on
+            database.session.rollback()
+            result.errors.append(f"purge: {type(exc).__name__}: {exc}")
+            summary = "purge failed"
         heartbeat.beat(heartbeat.SCHEDULER)  # its age is the scheduler lag that /metrics and 'check' report
         click.echo(f"{clock.now():%H:%M:%S} backups requested: {len(result.backups)}, verifications queued: "
                    f"{len(result.verifications)}, RPO missed: "
                    f"{len(result.rpo_missed)}, re-queued: {len(result.requeued)}, failed: {len(result.failed)}; "
-                   f"{purged.summary()}")
+                   f"{summary}")
+        for error in result.errors:
+            click.echo(f"lifeboat scheduler: error: {error}", err=True)
         if once:
-            return
+            sys.exit(1 if result.errors else 0)
         time.sleep(interval)

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -36,6 +37,7 @@ class TickResult:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     verifications: list[int] = field(default_factory=list)  # Verification ids queued
+    errors: list[str] = field(default_factory=list)  # steps that failed this tick, with why
 
 
 def spread(vm: VM, rpo_minutes: int) -> timedelta:
@@ -80,27 +82,48 @@ def rpo_misses(now: datetime) -> list[VM]:
 
 
 def tick(now: datetime) -> TickResult:
+    """One round of the scheduler. Each step stands alone: one that fails (Redis away, say) is rolled back and
+    reported in ``result.errors`` while the others still run, and the database-only steps come first, so an
+    RPO miss is recorded and announced even when the queues are unreachable."""
     result = TickResult()
+    steps: list[tuple[str, Callable[[], object]]] = [
+        ("RPO notices", lambda: _rpo_notices(now, result)),
+        ("notifications", lambda: notify.tick(now, result.rpo_missed)),  # RPO events, reminders, digests
+        ("backups", lambda: _request_backups(now, result)),
+        ("verifications", lambda: result.verifications.extend(verification.schedule_due(now))),
+        ("fire drills", lambda: drills.schedule(now)),  # each VM at least monthly, bounded (services/drills.py)
+        ("reconcile", lambda: reconcile(result)),
+    ]
+    for name, step in steps:
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - reported, and the next tick tries again
+            db.session.rollback()
+            result.errors.append(f"{name}: {type(exc).__name__}: {exc}")
+    return result
+
+
+def _request_backups(now: datetime, result: TickResult) -> None:
     for vm in due_backups(now):
         runs.request_backup(vm, "system:scheduler")
         result.backups.append(vm.id)
-    for vm in rpo_misses(now):
+
+
+def _rpo_notices(now: datetime, result: TickResult) -> None:
+    missed = rpo_misses(now)
+    for vm in missed:
         kind = f"rpo_missed:{vm.id}"
         if db.session.scalar(select(Notice).where(Notice.kind == kind, Notice.dismissed_at.is_(None))) is None:
             db.session.add(Notice(organisation_id=vm.organisation_id, kind=kind, created_at=now,
                                   message=f"{vm.name} has no good backup within its RPO of "
                                           f"{vm.policy.rpo_minutes} minutes"))  # type: ignore[union-attr]
             result.rpo_missed.append(vm.id)
+    missed_ids = {vm.id for vm in missed}
     for notice in db.session.scalars(select(Notice).where(Notice.kind.like("rpo_missed:%"),
                                                           Notice.dismissed_at.is_(None))):
-        if int(notice.kind.split(":")[1]) not in {vm.id for vm in rpo_misses(now)}:
+        if int(notice.kind.split(":")[1]) not in missed_ids:
             notice.dismissed_at = now  # back within its RPO
     db.session.commit()
-    result.verifications = verification.schedule_due(now)
-    drills.schedule(now)  # fire drills: each VM at least monthly, bounded (services/drills.py)
-    notify.tick(now, result.rpo_missed)  # RPO events, deletion reminders, daily digests (services/notify.py)
-    reconcile(result)
-    return result
 
 
 def reconcile(result: TickResult) -> None:

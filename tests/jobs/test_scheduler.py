@@ -71,3 +71,19 @@ def test_a_running_row_whose_worker_died_is_retried_then_given_up(world, queues)
     assert restore.job_id in schedule.tick(clock.now()).failed
     db.session.expire_all()
     assert db.session.get(Restore, restore.id).state == "failed"
+
+
+def test_a_tick_without_redis_still_records_rpo_misses_and_says_what_failed(world, app) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app.config["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    later = clock.now() + timedelta(hours=3)  # web-1 (RPO 120 min) is late
+    result = schedule.tick(later)
+    assert world["acme_vm"].id in result.rpo_missed
+    assert Notice.query.filter_by(kind=f"rpo_missed:{world['acme_vm'].id}").count() == 1
+    assert any(e.startswith("backups: ") for e in result.errors) and any(e.startswith("reconcile: ")
+                                                                        for e in result.errors)
+    assert BackupRun.query.filter_by(vm_id=world["acme_vm"].id).count() == 1  # the row is there for the reconciler
