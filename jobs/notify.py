@@ -135,7 +135,7 @@ def _webhook(row: Notification, config: Any) -> str:
     if hook is None or not hook.active:
         raise Suppressed("webhook disabled")
     try:
-        webhooks.check_address(hook.url)
+        address = webhooks.check_address(hook.url)
     except webhooks.UnsafeAddress as exc:
         raise Permanent(str(exc)) from exc
     body = json.dumps(webhooks.payload(row), separators=(",", ":"), sort_keys=True).encode()
@@ -148,9 +148,16 @@ def _webhook(row: Notification, config: Any) -> str:
         "X-Lifeboat-Timestamp": timestamp,
         "X-Lifeboat-Signature": webhooks.sign(hook.secret, timestamp, body),
     }
-    answer = requests.post(hook.url, data=body, headers=headers, timeout=float(config["WEBHOOK_TIMEOUT"]),
-                           allow_redirects=False)
-    answer.close()
-    if not 200 <= answer.status_code < 300:
-        raise SendError(f"HTTP {answer.status_code} from {hook.url}")
-    return f"HTTP {answer.status_code}"
+    timeout = float(config["WEBHOOK_TIMEOUT"])
+    if address is None:  # private addresses allowed: an ordinary request
+        answer = requests.post(hook.url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
+        answer.close()
+        status = answer.status_code
+    else:  # to the very address that was checked
+        try:
+            status = webhooks.post_to(hook.url, address, body, headers, timeout)
+        except Exception as exc:  # noqa: BLE001 - connection refused, TLS, timeout: retried like any failure
+            raise SendError(f"{type(exc).__name__}: {exc}") from exc
+    if not 200 <= status < 300:
+        raise SendError(f"HTTP {status} from {hook.url}")
+    return f"HTTP {status}"

@@ -23,6 +23,7 @@ from typing import Any
 
 from . import clock
 from .backup import default_threads
+from .errors import UnknownRevision
 from .manifest import DISTRUSTED, VERIFIED, Revision
 from .replicate import DEFAULT_THREADS, FetchChunk, fetch_chunks
 from .repository import ChunkDamaged, Repository
@@ -109,5 +110,5 @@ def _record_trust(repo: Repository, revision: Revision, lacking: set[str], resul
 
     try:
         repo.update_revision(revision.id, change)
-    except Exception:  # noqa: S110 - forgotten meanwhile: nothing left to mark
-        pass
+    except UnknownRevision:  # forgotten meanwhile: nothing left to mark. Anything else (disk full,
+        pass  # permissions, a damaged manifest) propagates: a result claiming a trust it did not record would lie

@@ -64,6 +64,10 @@ RECORD_HEADER = 82
 MISSING = -1
 TIMEOUT = 60.0
 _HASH = re.compile(r"[0-9a-f]{64}")
+#: the most bytes read of an answer, per kind: a broken or hostile source must not exhaust the replica's memory
+MAX_DOCUMENT = 1 << 20  # repository.json and one page of a list
+MAX_MANIFEST = 256 << 20  # a manifest: ~70 bytes per chunk, so ~3.8 million chunks (15 TiB of 4 MiB chunks)
+MAX_PAGES = 100_000  # pages of one list: a source whose cursors never end is refused, not followed forever
 
 #: progress(repository, chunks done, chunks to fetch, bytes received)
 ProgressCallback = Callable[[str, int, int, int], None]
@@ -157,15 +161,33 @@ class ExportClient:
             raise RemoteError(f"{url} answered {answer.status_code}: {message}", exit_code=code)
         return answer
 
+    def _body(self, path: str, limit: int, params: dict[str, str] | None = None) -> bytes:
+        """The whole body of a GET, refused (exit 1) once it exceeds ``limit`` bytes: streamed and counted."""
+        url = self.base + path
+        with self._get(path, params=params, stream=True) as answer:
+            length = answer.headers.get("Content-Length")
+            if length is not None and length.isdigit() and int(length) > limit:
+                raise RemoteError(f"{url}: the answer ({length} bytes) is larger than {limit} bytes", exit_code=1)
+            body = bytearray()
+            try:
+                for piece in answer.iter_content(1 << 20):
+                    body += piece
+                    if len(body) > limit:
+                        raise RemoteError(f"{url}: the answer is larger than {limit} bytes", exit_code=1)
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+                raise RemoteError(f"{url}: {_first_line(exc)}", exit_code=1) from None
+            return bytes(body)
+
     def _json(self, path: str, params: dict[str, str] | None = None) -> Any:
-        answer = self._get(path, params=params)
+        body = self._body(path, MAX_DOCUMENT, params)
         try:
-            return answer.json()
+            return json.loads(body)
         except ValueError:
             raise RemoteError(f"{self.base + path} did not answer JSON", exit_code=1) from None
 
     def _pages(self, path: str) -> Iterator[dict[str, Any]]:
         cursor: str | None = None
+        seen: set[str] = set()
         while True:
             doc = self._json(path, {"cursor": cursor} if cursor else None)
             if not isinstance(doc, dict) or not isinstance(doc.get("items"), list):
@@ -174,6 +196,14 @@ class ExportClient:
             cursor = doc.get("next")
             if not cursor:
                 return
+            if not isinstance(cursor, str):
+                raise RemoteError(f"{self.base + path} answered an unexpected document", exit_code=1)
+            if cursor in seen:
+                raise RemoteError(f"{self.base + path}: the source repeats a page cursor (a broken source)",
+                                  exit_code=1)
+            if len(seen) >= MAX_PAGES:
+                raise RemoteError(f"{self.base + path}: more than {MAX_PAGES} pages (a broken source)", exit_code=1)
+            seen.add(cursor)
 
     def repositories(self) -> list[RemoteRepository]:
         found = []
@@ -182,13 +212,13 @@ class ExportClient:
         return found
 
     def repository_config(self, repository: str) -> bytes:
-        return self._get(f"/{quote(repository)}/repository.json").content
+        return self._body(f"/{quote(repository)}/repository.json", MAX_DOCUMENT)
 
     def revisions(self, repository: str) -> list[dict[str, Any]]:
         return list(self._pages(f"/{quote(repository)}/revisions"))
 
     def manifest(self, repository: str, revision: str) -> bytes:
-        return self._get(f"/{quote(repository)}/revisions/{quote(revision)}").content
+        return self._body(f"/{quote(repository)}/revisions/{quote(revision)}", MAX_MANIFEST)
 
     def chunk(self, repository: str, chunk: str, limit: int) -> bytes | None:
         """The chunk as stored, or None when the source does not have it (404).

@@ -34,7 +34,9 @@ SPEC_DESCRIPTION = (
     "Self-service access to backups and restores. Authenticate with `Authorization: Bearer TOKEN` (a personal "
     "access token from the portal or `lifeboat token create`, or a token from `POST /api/v1/oauth/token` with the "
     "client-credentials grant). Errors are `{\"error\": CODE, \"message\": TEXT}`; lists are "
-    "`{\"items\": [...], \"next\": CURSOR-or-null}` (pass `cursor=NEXT` for the next page)."
+    "`{\"items\": [...], \"next\": CURSOR-or-null}` (pass `cursor=NEXT` for the next page). A token restricted to "
+    "some VMs sees only those VMs (others are 404) and is refused (403 `forbidden`) on organisation-wide routes "
+    "(marked `x-organisation-wide`): the audit log, changing tiers, inventory."
 )
 
 

@@ -1,5 +1,6 @@
 """The audit log, scoped like the page: customers see their organisation's entries, account managers their
-organisations', operators everything."""
+organisations', operators everything. Entries are not all about VMs (users, tokens, tiers), so the log is
+organisation-wide: a token restricted to some VMs gets 403 rather than a filtered log that could leak."""
 
 from __future__ import annotations
 
@@ -27,11 +28,14 @@ def entry_json(entry: AuditEntry) -> dict[str, Any]:
 
 @blp.route("/audit")
 class Audit(MethodView):
-    @require_scope("audit:read")
+    @require_scope("audit:read", organisation_wide=True)
     @blp.arguments(s.AuditFilterArgs, location="query")
     @blp.response(200, s.AuditPage)
     def get(self, args: dict[str, Any]) -> dict[str, Any]:
-        """Audit entries, newest first: who (`actor`), what (`action`, `object`), `before`, `after`, `at`."""
+        """Audit entries, newest first: who (`actor`), what (`action`, `object`), `before`, `after`, `at`.
+
+        The log covers whole organisations, so a token restricted to some VMs gets 403.
+        """
         query = access.scope_to_user(select(AuditEntry), AuditEntry.organisation_id, current_user())
         if args.get("action"):
             query = query.where(AuditEntry.action == args["action"])

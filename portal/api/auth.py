@@ -42,10 +42,16 @@ def authenticate() -> ApiToken:
     return token
 
 
-def require_scope(*scopes: str) -> Callable[[F], F]:
+RESTRICTED_MESSAGE = ("this token is restricted to some VMs; this route covers a whole organisation (or more), "
+                      "so it needs a token without a VM restriction")
+
+
+def require_scope(*scopes: str, organisation_wide: bool = False) -> Callable[[F], F]:
     """Let the view run only for a valid bearer token holding every scope in ``scopes``.
 
     401 for a missing, invalid, expired or revoked token; 403 (``insufficient_scope``) for a missing scope.
+    ``organisation_wide``: the route's answer or effect is not about listed VMs (the audit log, tiers,
+    inventory), so a token restricted to some VMs gets 403 (``forbidden``) rather than reach past its VMs.
     Roles and tenancy are still checked by the view, through the same services as the pages.
     """
     unknown = [s for s in scopes if s not in tokens.SCOPES]
@@ -55,15 +61,18 @@ def require_scope(*scopes: str) -> Callable[[F], F]:
     def decorator(view: F) -> F:
         @wraps(view)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            check(scopes)
+            check(scopes, organisation_wide=organisation_wide)
             return view(*args, **kwargs)
 
         wrapper.required_scopes = scopes  # type: ignore[attr-defined]
+        wrapper.organisation_wide = organisation_wide  # type: ignore[attr-defined]
         # what the OpenAPI document says about the operation (flask-smorest merges ``_apidoc``)
         apidoc = dict(getattr(wrapper, "_apidoc", {}))
         manual = dict(apidoc.get("manual_doc", {}))
         manual["security"] = [{"bearer": []}]
         manual["x-scopes"] = list(scopes)
+        if organisation_wide:
+            manual["x-organisation-wide"] = True  # 403 for a token restricted to some VMs
         apidoc["manual_doc"] = manual
         wrapper._apidoc = apidoc  # type: ignore[attr-defined]
         return cast(F, wrapper)
@@ -71,8 +80,9 @@ def require_scope(*scopes: str) -> Callable[[F], F]:
     return decorator
 
 
-def check(scopes: tuple[str, ...]) -> ApiToken:
-    """Authenticate and check ``scopes`` once per request (the before-request hook usually got there first)."""
+def check(scopes: tuple[str, ...], *, organisation_wide: bool = False) -> ApiToken:
+    """Authenticate and check ``scopes`` (and, for an organisation-wide route, that the token has no VM
+    restriction) once per request (the before-request hook usually got there first)."""
     checked = request.environ.get(CHECKED)  # per request (``g`` can outlive one when tests push an app context)
     if checked is not None:
         return checked  # type: ignore[no-any-return]
@@ -80,6 +90,8 @@ def check(scopes: tuple[str, ...]) -> ApiToken:
     missing = [s for s in scopes if not token.has_scope(s)]
     if missing:
         api_error(403, f"this token lacks the scope {', '.join(missing)}", "insufficient_scope")
+    if organisation_wide and token.vm_ids is not None:
+        api_error(403, RESTRICTED_MESSAGE, "forbidden")
     request.environ[CHECKED] = token
     return token
 
@@ -96,7 +108,7 @@ def check_before_request() -> None:
         view = getattr(view_class, method, None) or (getattr(view_class, "get", None) if method == "head" else None)
     scopes = getattr(view, "required_scopes", None)
     if scopes is not None:
-        check(tuple(scopes))
+        check(tuple(scopes), organisation_wide=getattr(view, "organisation_wide", False))
 
 
 def current_user() -> User:

@@ -16,6 +16,7 @@ pull below the speed of a plain download. The per-chunk GET stays for repair and
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 from werkzeug.wsgi import wrap_file
 
-from storage.errors import StorageError
+from storage.errors import StorageError, UnknownRevision
 from storage.repository import Repository
 
 from ..extensions import db
@@ -165,19 +166,32 @@ def repository_json(repository: str) -> Response:
 @blp.response(200, RevisionPage)
 @require_scope(SCOPE)
 def revisions(args: dict[str, Any], repository: str) -> dict[str, Any]:
-    """The repository's revisions, oldest first, with their trust."""
+    """The repository's revisions, oldest first (by id), with their trust.
+
+    Pages over the listing of ``revisions/`` and parses only the page's manifests: parsing every manifest
+    for every page made a long history quadratic to list and let one request cost a whole repository's
+    manifests in CPU and memory.
+    """
     repo = _open(repository)
     try:
-        found = sorted(repo.revisions(), key=lambda r: r.id)
-    except StorageError as exc:
-        api_error(409, f"the repository cannot be read: {exc}", "repository_unreadable")
+        ids = sorted(repo.revision_ids())
+    except OSError as exc:
+        api_error(409, f"the repository cannot be read: {exc.strerror or exc}", "repository_unreadable")
     if args.get("cursor"):
         (after,) = decode(args["cursor"], [str])
-        found = [r for r in found if r.id > after]
+        ids = ids[bisect.bisect_right(ids, after):]
     limit = min(int(args.get("limit") or DEFAULT_LIMIT), MAX_LIMIT)
-    page = found[:limit]
-    items = [{"id": r.id, "created": r.created, "trust": r.trust, "size": r.size} for r in page]
-    return {"items": items, "next": encode([page[-1].id]) if len(found) > limit else None}
+    page = ids[:limit]
+    items = []
+    for revision_id in page:
+        try:
+            r = repo.load_revision(revision_id)
+        except UnknownRevision:  # forgotten since the listing
+            continue
+        except StorageError as exc:
+            api_error(409, f"the repository cannot be read: {exc}", "repository_unreadable")
+        items.append({"id": r.id, "created": r.created, "trust": r.trust, "size": r.size})
+    return {"items": items, "next": encode([page[-1]]) if len(ids) > limit else None}
 
 
 @blp.route("/<string:repository>/revisions/<string:revision>")

@@ -1,5 +1,5 @@
 """Inventory sync for operators: the same feed and rules as ``lifeboat inventory sync`` (never deletes; a
-feed that would mark too many VMs missing is refused whole)."""
+feed that would mark too many VMs missing is refused whole). Not for tokens restricted to some VMs (403)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def require_operator() -> None:
 
 @blp.route("/inventory/sync")
 class InventorySync(MethodView):
-    @require_scope("inventory:write")
+    @require_scope("inventory:write", organisation_wide=True)
     @blp.arguments(s.InventorySyncArgs, location="query")
     @blp.doc(requestBody={"required": True, "content": FEED_DOC})
     @blp.response(200, s.InventoryResultSchema)
@@ -51,7 +51,7 @@ class InventorySync(MethodView):
 
 @blp.route("/inventory")
 class InventoryExport(MethodView):
-    @require_scope("inventory:write")
+    @require_scope("inventory:write", organisation_wide=True)
     @blp.arguments(s.VMFilterArgs(only=("organisation",)), location="query")
     @blp.response(200, {"type": "object"}, description="the inventory as the feed `POST /inventory/sync` takes")
     def get(self, args: dict[str, Any]) -> Response:

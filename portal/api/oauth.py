@@ -1,7 +1,8 @@
 """``POST /api/v1/oauth/token``: the OAuth 2.0 client-credentials grant (RFC 6749 4.4) through Authlib.
 
 Clients authenticate with HTTP Basic (``client_secret_basic``) or form fields (``client_secret_post``) and get a
-short-lived bearer token with the client's scopes (narrowed by ``scope`` if asked) and VM restriction. Error
+short-lived bearer token with the client's scopes (narrowed by ``scope`` if asked: asking only for scopes the
+client does not hold is ``invalid_scope``) and VM restriction (less VMs its user no longer sees). Error
 bodies keep OAuth's ``error``/``error_description`` and add the API's ``message``. Rate-limited per address.
 """
 
@@ -11,11 +12,11 @@ import json
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749 import ClientMixin, grants
+from authlib.oauth2.rfc6749 import ClientMixin, InvalidClientError, InvalidScopeError, grants
 from flask import Response, current_app
 from flask_smorest import Blueprint
 
-from ..extensions import limiter
+from ..extensions import db, limiter
 from ..models import OAuthClient
 from ..services import tokens
 
@@ -58,6 +59,21 @@ class Client(ClientMixin):  # type: ignore[misc]
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = list(AUTH_METHODS)
 
+    def validate_token_request(self) -> None:
+        """Authlib's checks, then ours, as OAuth errors (400) rather than a token that is not what was asked:
+        ``invalid_scope`` when none of the scopes asked for is the client's, ``invalid_client`` when none of
+        the client's VMs is visible to its user any more."""
+        super().validate_token_request()
+        row = self.request.client.row
+        try:
+            tokens.allowed_client_scopes(row, (self.request.payload.scope or "").split())
+        except tokens.TokenError as exc:
+            raise InvalidScopeError(str(exc)) from exc
+        try:
+            tokens.client_vm_ids(row)
+        except tokens.TokenError as exc:
+            raise InvalidClientError(description=str(exc)) from exc
+
 
 def _query_client(client_id: str) -> Client | None:
     row = tokens.find_client(client_id)
@@ -72,7 +88,11 @@ def _generate_token(grant_type: str, client: Client, user: Any = None, scope: st
 
 def _save_token(token: dict[str, Any], request: Any) -> None:
     """Store the token's hash only; the plain secret goes to the client in this response and nowhere else."""
-    tokens.issue_client_token(request.client.row, token["scope"].split(), secret=token["access_token"])
+    try:
+        tokens.issue_client_token(request.client.row, token["scope"].split(), secret=token["access_token"])
+    except tokens.TokenError as exc:  # checked in the grant already; a change since then is still no 500
+        db.session.rollback()
+        raise InvalidClientError(description=str(exc)) from exc
 
 
 def init_server(app: Any) -> None:
@@ -89,7 +109,8 @@ TOKEN_FORM = {
         "type": "object", "required": ["grant_type"],
         "properties": {
             "grant_type": {"type": "string", "enum": ["client_credentials"]},
-            "scope": {"type": "string", "description": "space-separated scopes (default: all of the client's)"},
+            "scope": {"type": "string", "description": "space-separated scopes (default: all of the client's); "
+                                                     "none of them the client's is `invalid_scope`"},
             "client_id": {"type": "string", "description": "with client_secret_post; else use HTTP Basic"},
             "client_secret": {"type": "string"},
         }}},

@@ -25,9 +25,15 @@ from .vms import get_point
 blp = Blueprint("api_restores", __name__, url_prefix="/api/v1", description="Restores")
 
 
+def is_downloadable(restore: Restore) -> bool:
+    """A finished file restore to an archive; never one into the VM's disk (its ``output_path`` is the VM's
+    own disk image, which the restore wrote into, not something to hand out)."""
+    return restore.kind == "files" and not restore.into_disk and restore.state == DONE and bool(restore.output_path)
+
+
 def restore_json(restore: Restore, *, with_position: bool = True) -> dict[str, Any]:
     eta = estimate(restore) if with_position else None
-    downloadable = restore.kind == "files" and restore.state == DONE and bool(restore.output_path)
+    downloadable = is_downloadable(restore)
     return {
         "id": restore.id, "vm": restore.vm_id, "backup": restore.backup_point_id, "kind": restore.kind,
         "paths": list(restore.paths or []), "target": dict(restore.target or {}), "state": restore.state,
@@ -114,10 +120,14 @@ class RestoreDownload(MethodView):
     @require_scope("restores:read")
     @blp.response(200, {"type": "string", "format": "binary"}, content_type="application/gzip",
                   description="the .tar.gz a finished file restore produced")
+    @blp.alt_response(404, schema=ErrorSchema, description="no such restore, a restore into the VM's disk, or "
+                                                           "the restored files are gone")
     @blp.alt_response(409, schema=ErrorSchema, description="not a finished file restore")
     def get(self, id: int) -> Response:
-        """Download the result of a finished file restore."""
+        """Download the result of a finished file restore (to an archive; one into the VM's disk has none)."""
         restore = get_restore(id)
+        if restore.into_disk:  # its output_path is the VM's live disk image, not a download (as on the page)
+            api_error(404, "a restore into the VM's disk has no download")
         if restore.kind != "files" or restore.state != DONE:
             api_error(409, "only a finished file restore has a download", "not_ready")
         if not os.path.isfile(restore.output_path):

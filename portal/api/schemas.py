@@ -177,7 +177,8 @@ class RestoreSchema(ma.Schema):
     created_at = UTCDateTime()
     started_at = UTCDateTime(allow_none=True)
     finished_at = UTCDateTime(allow_none=True)
-    download = f.String(allow_none=True, metadata={"description": "URL of the result of a finished file restore"})
+    download = f.String(allow_none=True, metadata={"description": "URL of the archive a finished file restore made "
+                                                                  "(null for files put back into the VM's disk)"})
 
 
 class RestoreFilterArgs(ma.Schema):

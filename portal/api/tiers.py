@@ -1,4 +1,5 @@
-"""SLA tiers and organisations' tiers, for account managers and operators (customers: 403)."""
+"""SLA tiers and organisations' tiers, for account managers and operators (customers: 403). Changing them is
+organisation-wide, so a token restricted to some VMs may only read them."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ class Tiers(MethodView):
         rows, cursor = paginate(select(SlaTier), [SlaTier.id], args)
         return {"items": [tier_json(t) for t in rows], "next": cursor}
 
-    @require_scope("tiers:write")
+    @require_scope("tiers:write", organisation_wide=True)
     @blp.arguments(s.TierInputSchema)
     @blp.response(201, s.TierSchema)
     @blp.alt_response(422, schema=ErrorSchema, description="invalid values (why in `message` and `errors`)")
@@ -78,7 +79,7 @@ class TierDetail(MethodView):
         require_staff()
         return tier_json(_get_tier(tier))
 
-    @require_scope("tiers:write")
+    @require_scope("tiers:write", organisation_wide=True)
     @blp.arguments(s.TierInputSchema)
     @blp.response(200, s.TierChangeSchema)
     @blp.alt_response(422, schema=ErrorSchema, description="invalid values; nothing was saved")
@@ -97,7 +98,7 @@ class TierDetail(MethodView):
 
 @blp.route("/organisations/<id:organisation>/tier")
 class OrganisationTier(MethodView):
-    @require_scope("tiers:write")
+    @require_scope("tiers:write", organisation_wide=True)
     @blp.arguments(s.OrganisationTierSchema)
     @blp.response(200, s.OrganisationSchema)
     def put(self, body: dict[str, Any], organisation: int) -> dict[str, Any]:

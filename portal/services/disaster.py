@@ -61,7 +61,7 @@ class Scope:
         kind, _, value = (raw or "all").partition(":")
         if kind == "all" and not value:
             return cls("all")
-        if kind == "organisation" and value.isdigit():
+        if kind == "organisation" and (value.isascii() and value.isdigit()):
             org = db.session.get(Organisation, int(value))
             if org is None or org.pending_deletion:
                 raise DisasterError("no such organisation")

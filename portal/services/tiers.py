@@ -67,7 +67,7 @@ def parse_form(form: Mapping[str, str]) -> dict[str, Any]:
                "rto_minutes": (0, MAX_RTO_MINUTES), **dict.fromkeys(KEEP_LIMITS, (0, MAX_KEEP))}
     for field, (low, high) in numbers.items():
         raw = str(form.get(field, "")).strip()
-        if not raw.isdigit() or len(raw) > 7:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 7:
             errors[field] = "must be a whole number"
         elif not low <= int(raw) <= high:
             errors[field] = f"must be between {low} and {high}"

@@ -223,8 +223,31 @@ def revoke_client(actor: User | str, client: OAuthClient) -> OAuthClient:
 
 
 def allowed_client_scopes(client: OAuthClient, asked: list[str]) -> list[str]:
-    """The scopes a client gets: those asked for that it holds (all of its scopes when none are asked)."""
-    return [s for s in client.scopes if s in asked] if asked else list(client.scopes)
+    """The scopes a client gets: those asked for that it holds (all of its scopes when none are asked).
+
+    Asking only for scopes the client does not hold is a ``TokenError``: never all of its scopes instead.
+    """
+    if not asked:
+        return list(client.scopes)
+    granted = [s for s in client.scopes if s in asked]
+    if not granted:
+        raise TokenError(f"the client holds none of the scopes asked for; it holds {' '.join(client.scopes)}")
+    return granted
+
+
+def client_vm_ids(client: OAuthClient) -> list[int] | None:
+    """The client's VM restriction less the VMs its user can no longer see (moved to another organisation,
+    purged), so issuing does not fail for good; never wider: when none is left, a ``TokenError``."""
+    if client.vm_ids is None:
+        return None
+    listed = [int(v) for v in client.vm_ids]
+    query = access.scope_to_user(select(VM.id).where(VM.id.in_(listed)), VM.organisation_id, client.user)
+    visible = set(db.session.scalars(query))
+    kept = [v for v in listed if v in visible]
+    if not kept:
+        raise TokenError("none of the VMs this client is restricted to is visible to its user any more; "
+                         "create a new client")
+    return kept
 
 
 def new_client_secret() -> str:
@@ -232,8 +255,10 @@ def new_client_secret() -> str:
 
 
 def issue_client_token(client: OAuthClient, scopes: list[str], secret: str | None = None) -> tuple[ApiToken, str]:
-    """A short-lived token for a client: its scopes narrowed to those asked for, its VM restriction kept."""
+    """A short-lived token for a client: its scopes narrowed to those asked for, its VM restriction kept (less
+    VMs gone from its user's sight). Raises ``TokenError`` when nothing asked for can be granted."""
+    vm_ids = client_vm_ids(client)
     client.last_used_at = clock.now()
-    return create_token(client.user, allowed_client_scopes(client, scopes), name=client.name, vm_ids=client.vm_ids,
+    return create_token(client.user, allowed_client_scopes(client, scopes), name=client.name, vm_ids=vm_ids,
                         expires_at=clock.now() + timedelta(seconds=client.token_lifetime), client=client,
                         secret=secret)

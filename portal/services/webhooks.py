@@ -127,10 +127,15 @@ def payload(row: Notification) -> dict[str, Any]:
     }
 
 
-def check_address(url: str) -> None:
-    """Refuse hosts that resolve to non-public addresses unless ``WEBHOOK_ALLOW_PRIVATE`` is set."""
+def check_address(url: str) -> str | None:
+    """Refuse hosts that resolve to non-public addresses unless ``WEBHOOK_ALLOW_PRIVATE`` is set.
+
+    Returns the checked address to connect to (None when private addresses are allowed): the delivery must
+    use that very address, not resolve the name again, or a DNS answer that changes between the check and
+    the POST (DNS rebinding) would lead the workers into the provider's own network.
+    """
     if current_app.config.get("WEBHOOK_ALLOW_PRIVATE"):
-        return
+        return None
     parts = urlsplit(url)
     host = parts.hostname or ""
     try:
@@ -138,8 +143,39 @@ def check_address(url: str) -> None:
                                    proto=socket.IPPROTO_TCP)
     except OSError as exc:
         raise UnsafeAddress(f"cannot resolve {host}: {exc}") from exc
+    addresses = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
         if not address.is_global or address.is_multicast:
             raise UnsafeAddress(f"{host} resolves to {address}, which is not a public address "
                                 "(LIFEBOAT_WEBHOOK_ALLOW_PRIVATE=true allows it)")
+        addresses.append(str(address))
+    if not addresses:
+        raise UnsafeAddress(f"cannot resolve {host}")
+    return addresses[0]
+
+
+def post_to(url: str, address: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
+    """POST ``body`` to ``url`` over a connection to ``address`` (already checked), keeping the URL's host
+    name for the Host header, TLS SNI and certificate check; no redirects. Returns the status code."""
+    import urllib3
+
+    parts = urlsplit(url)
+    secure = parts.scheme == "https"
+    port = parts.port or (443 if secure else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    name = parts.hostname or ""
+    name = f"[{name}]" if ":" in name else name  # an IPv6 literal
+    host_header = name if parts.port is None else f"{name}:{parts.port}"
+    pool: urllib3.HTTPConnectionPool
+    if secure:
+        pool = urllib3.HTTPSConnectionPool(address, port, timeout=timeout, cert_reqs="CERT_REQUIRED",
+                                           server_hostname=parts.hostname, assert_hostname=parts.hostname)
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout)
+    try:
+        answer = pool.urlopen("POST", target, body=body, headers={**headers, "Host": host_header},
+                              redirect=False, retries=False)
+        return int(answer.status)
+    finally:
+        pool.close()

@@ -37,7 +37,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def page_arg() -> int:
     """The ``page`` query argument (1-based); nonsense is a 400, not a silent first page."""
     raw = request.args.get("page", "1")
-    if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 100_000:
         abort(400, "page must be a whole number from 1")
     return int(raw)
 
@@ -63,7 +63,7 @@ def require_operator() -> None:
 
 def _int_field(name: str) -> int | None:
     raw = request.form.get(name, "").strip()
-    return int(raw) if raw.isdigit() and len(raw) <= 12 else None
+    return int(raw) if (raw.isascii() and raw.isdigit()) and len(raw) <= 12 else None
 
 
 # -- tiers -----------------------------------------------------------------------------------------------
@@ -276,7 +276,7 @@ def audit_query(user: User) -> Select[Any]:
         query = query.where(AuditEntry.action == action)
     org_raw = request.args.get("organisation", "")
     if org_raw:
-        if not org_raw.isdigit() or len(org_raw) > 12:
+        if not (org_raw.isascii() and org_raw.isdigit()) or len(org_raw) > 12:
             abort(400, "organisation must be an organisation id")
         query = query.where(AuditEntry.organisation_id == access.get_organisation(user, int(org_raw)).id)
     since, until = _date_arg("since"), _date_arg("until")

@@ -123,7 +123,7 @@ def incident_create() -> Response | tuple[str, int]:
         pool: str | None = None
         if scope == "organisations":
             raw = form.getlist("organisation_ids")
-            if not all(value.isdigit() and len(value) < 12 for value in raw):
+            if not all((value.isascii() and value.isdigit()) and len(value) < 12 for value in raw):
                 raise IncidentError("organisations must be chosen from the list")
             organisation_ids = [int(value) for value in raw]
         elif scope == "pool":

@@ -47,7 +47,7 @@ def _form_vm_ids() -> list[int] | None:
     raw = request.form.getlist("vm")
     if not raw:
         return None
-    if any(not value.isdigit() or len(value) > 12 for value in raw):
+    if any(not (value.isascii() and value.isdigit()) or len(value) > 12 for value in raw):
         raise tokens.TokenError("choose VMs from the list")
     return [int(value) for value in raw]
 

@@ -32,7 +32,7 @@ def _org_filter() -> Organisation | None:
     raw = request.args.get("organisation", "")
     if not raw:
         return None
-    if not raw.isdigit() or len(raw) > 12:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         abort(400, "organisation must be an organisation id")
     return access.get_organisation(current_user, int(raw))
 
@@ -62,7 +62,7 @@ def _target_organisation() -> Organisation:
     it is not in scope); staff must name one."""
     raw = request.form.get("organisation_id", "").strip()
     if raw:
-        if not raw.isdigit() or len(raw) > 12:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
             abort(404)
         return access.get_organisation(current_user, int(raw))
     if current_user.is_customer and current_user.organisation_id is not None:

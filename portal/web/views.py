@@ -21,7 +21,7 @@ from .charts import size_chart
 
 def _page() -> int:
     raw = request.args.get("page", "1")
-    if not raw.isdigit() or not 1 <= int(raw) <= 100_000:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 100_000:
         abort(400)
     return int(raw)
 
@@ -74,7 +74,7 @@ def _policy_form(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
     errors: dict[str, str] = {}
     for field in ("rpo_minutes", *policies.KEEP_FIELDS):
         raw = form.get(field, "").strip()
-        if not raw.isdigit() or len(raw) > 6:
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 6:
             errors[field] = "must be a whole number"
         else:
             values[field] = int(raw)

@@ -202,6 +202,33 @@ def test_restores_create_follow_cancel_and_download(file_vm, queues, client, wor
     assert [r["id"] for r in listed] == [full.json["id"]]
 
 
+def test_a_restore_into_the_vm_s_disk_has_no_download(client, world, tmp_path) -> None:
+    """Its ``output_path`` is the VM's own disk image: neither a link nor a download (as on the page)."""
+    disk = tmp_path / "web-1.img"
+    disk.write_bytes(b"the VM's live disk")
+    archive = tmp_path / "files.tar.gz"
+    archive.write_bytes(gzip.compress(b""))
+    vm, point, admin = world["acme_vm"], world["acme_point"], world["acme_admin"]
+    restores = {}
+    for name, target, output in (("into_disk", {"type": "in_vm", "path": None}, disk), ("archive", {}, archive)):
+        restores[name] = Restore(vm_id=vm.id, backup_point_id=point.id, kind="files", paths=["/p1/etc/hosts"],
+                                 target=target, state="done", output_path=str(output), priority_class="critical",
+                                 requested_by_id=admin.id, job_id=f"restore-{name}")
+        db.session.add(restores[name])
+    db.session.commit()
+    headers = H(world["acme_member"], ["restores:read"])
+    into_disk = restores["into_disk"].id
+    assert client.get(f"/api/v1/restores/{into_disk}", headers=headers).json["download"] is None
+    listed = {r["id"]: r for r in client.get("/api/v1/restores", headers=headers).json["items"]}
+    assert listed[into_disk]["download"] is None and listed[restores["archive"].id]["download"]
+    refused = client.get(f"/api/v1/restores/{into_disk}/download", headers=headers)
+    assert refused.status_code == 404 and b"live disk" not in refused.data
+    archived = client.get(client.get(f"/api/v1/restores/{restores['archive'].id}", headers=headers).json["download"],
+                          headers=headers)
+    assert archived.status_code == 200
+    archived.close()
+
+
 def test_restore_requests_are_checked(client, world) -> None:
     vm, point = world["acme_vm"], world["acme_point"]
     headers = H(world["acme_admin"])
@@ -273,6 +300,32 @@ def test_inventory_sync_for_operators(client, world) -> None:
     assert client.post("/api/v1/inventory/sync?scope=acme", json=feed,
                        headers=H(world["manager"])).status_code == 403
     assert make_vm  # the factory stays importable for feeds built from rows
+
+
+def test_a_vm_restricted_token_is_refused_on_organisation_wide_routes(client, world) -> None:
+    """The audit log, tier changes and inventory are not about listed VMs: 403, not a view past the VMs."""
+    vm = world["acme_vm"]
+    client.patch(f"/api/v1/vms/{world['acme_staging'].id}/policy", json={"rpo_minutes": 60},
+                 headers=H(world["acme_admin"]))  # an entry about a VM outside the restriction below
+    audit = client.get("/api/v1/audit", headers=H(world["acme_admin"], ["audit:read"], vm_ids=[vm.id]))
+    assert audit.status_code == 403 and audit.json["error"] == "forbidden"
+    assert audit.json["message"].startswith("this token is restricted to some VMs;")
+    assert client.get("/api/v1/audit", headers=H(world["acme_admin"], ["audit:read"])).status_code == 200
+    manager = H(world["manager"], vm_ids=[vm.id])
+    moved = client.put(f"/api/v1/organisations/{world['acme'].id}/tier", json={"tier": None}, headers=manager)
+    assert moved.status_code == 403 and moved.json["error"] == "forbidden"
+    db.session.expire_all()
+    assert world["acme"].tier_id == world["premium"].id
+    assert client.patch(f"/api/v1/tiers/{world['premium'].id}", json={"min_rpo_minutes": 180},
+                        headers=manager).status_code == 403
+    assert client.get("/api/v1/tiers", headers=manager).status_code == 200  # reading the tiers is harmless
+    operator = H(world["operator"], vm_ids=[vm.id])
+    assert client.get("/api/v1/inventory", headers=operator).status_code == 403
+    assert client.post("/api/v1/inventory/sync?scope=acme", json={"organisations": []},
+                       headers=operator).status_code == 403
+    document = client.get("/api/v1/openapi.json").json
+    assert document["paths"]["/api/v1/audit"]["get"]["x-organisation-wide"] is True
+    assert "restricted to some VMs" in document["info"]["description"]
 
 
 # -- errors -----------------------------------------------------------------------------------------------

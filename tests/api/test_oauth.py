@@ -51,6 +51,41 @@ def test_secret_in_the_form_and_narrower_scope(client, world) -> None:
     assert bad.status_code == 400 and bad.json["error"] == "invalid_scope" and bad.json["message"]
 
 
+def test_asking_only_for_scopes_the_client_lacks_is_invalid_scope(client, world) -> None:
+    """Never all of the client's scopes instead (with ``"scope": ""`` in the answer)."""
+    row, secret = tokens.create_client(world["acme_admin"], "m", ["backups:read", "restores:read"])
+    refused = client.post(URL, data={"grant_type": "client_credentials", "scope": "audit:read"},
+                          headers=_basic(row.client_id, secret))
+    assert refused.status_code == 400 and refused.json["error"] == "invalid_scope", refused.json
+    assert "backups:read" in refused.json["message"]
+    assert ApiToken.query.filter_by(client_id=row.id).count() == 0
+    some = client.post(URL, data={"grant_type": "client_credentials", "scope": "audit:read restores:read"},
+                       headers=_basic(row.client_id, secret))
+    assert some.status_code == 200 and some.json["scope"] == "restores:read"
+    assert ApiToken.query.filter_by(client_id=row.id).one().scopes == ["restores:read"]
+
+
+def test_a_client_s_vms_that_left_its_user_s_sight_are_dropped_never_widened(client, world) -> None:
+    """A VM moved to another organisation or purged must not make issuing fail (500) for ever; with none
+    left, the client is refused rather than given every VM."""
+    web, staging = world["acme_vm"], world["acme_staging"]
+    row, secret = tokens.create_client(world["acme_admin"], "m", ["backups:read"], vm_ids=[web.id, staging.id])
+    staging.organisation_id = world["globex"].id
+    db.session.commit()
+    issued = client.post(URL, data={"grant_type": "client_credentials"}, headers=_basic(row.client_id, secret))
+    assert issued.status_code == 200, issued.json
+    assert ApiToken.query.filter_by(client_id=row.id).one().vm_ids == [web.id]
+    auth = {"Authorization": f"Bearer {issued.json['access_token']}"}
+    assert [v["id"] for v in client.get("/api/v1/vms", headers=auth).json["items"]] == [web.id]
+    db.session.delete(staging)
+    web.organisation_id = world["globex"].id
+    db.session.commit()
+    refused = client.post(URL, data={"grant_type": "client_credentials"}, headers=_basic(row.client_id, secret))
+    assert refused.status_code == 400 and refused.json["error"] == "invalid_client", refused.json
+    assert "VMs" in refused.json["message"]
+    assert ApiToken.query.filter_by(client_id=row.id).count() == 1
+
+
 @pytest.mark.parametrize("case", ["wrong secret", "unknown client", "no credentials", "bad grant"])
 def test_refusals_are_oauth_errors_with_a_message(client, world, case) -> None:
     row, secret = tokens.create_client(world["acme_admin"], "m", ["backups:read"])

@@ -167,6 +167,9 @@ def test_page_refuses_bad_input_and_members(client, auth, world) -> None:
                                            "vm": str(world["globex_vm"].id)})
     assert foreign.status_code == 422 and b"no such VM" in foreign.data
     assert client.post("/tokens", data={"scope": "backups:read", "expires_days": "9"}).status_code == 422
+    for digits in ("²", "١"):  # str.isdigit() says yes, int() says no: a 422, not a 500
+        odd = client.post("/tokens", data={"scope": "backups:read", "expires_days": "30", "vm": digits})
+        assert odd.status_code == 422 and b"choose VMs from the list" in odd.data
     assert ApiToken.query.count() == 0
     other = tokens.create_token(world["globex_admin"], ["backups:read"])[0]
     assert client.post(f"/tokens/{other.id}/revoke").status_code == 404  # another user's token

@@ -88,3 +88,6 @@ def test_bad_page_numbers_are_400(client, auth, world) -> None:
     auth.login(world["acme_admin"])
     assert client.get("/?page=abc").status_code == 400
     assert client.get("/?page=0").status_code == 400
+    assert client.get("/?page=\u00b2").status_code == 400  # a digit to str.isdigit(), not to int()
+    auth.login(world["operator"])
+    assert client.get("/manage/syncs?page=\u00b2").status_code == 400
