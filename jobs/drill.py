@@ -10,7 +10,9 @@ Checks, each recorded in ``FireDrill.checks``:
   drill id) is read to the end.
 
 The scratch image goes to ``RESTORE_ROOT/drills/drill-<id>.img`` without the final flush (it is deleted
-right after) and is removed whatever happens, partial output and resume state included.
+right after) and is removed whatever happens, partial output and resume state included. A drill retried after
+its worker died (RQ re-runs it) resumes a partial image, but a *complete* one left by a worker that died
+while checking is removed first: the engine never overwrites a finished image, and the drill would fail.
 """
 
 from __future__ import annotations
@@ -48,10 +50,14 @@ def run_drill(drill_id: int) -> str:
                 drill.phase = "waiting for the VM"
                 db.session.commit()
 
+            point = drill.backup_point
+            if point is None:
+                raise RuntimeError("the backup point was deleted before the drill ran")
             with vm_lock(drill.vm_id, on_wait=waiting):
+                _remove_complete(scratch)
                 started = time.monotonic()
                 result = restore(str(config["STORAGE_ROOT"]), drill.vm.repository_name,
-                                 drill.backup_point.revision, scratch, sync=False, progress=ProgressWriter(drill))
+                                 point.revision, scratch, sync=False, progress=ProgressWriter(drill))
                 seconds = max(time.monotonic() - started, 0.001)
             drill.bytes_total = drill.bytes_done = result.bytes
             drill.seconds = round(seconds, 3)
@@ -132,6 +138,14 @@ def _scratch_root(config: Any) -> str:
     root = os.path.join(base, "drills")
     os.makedirs(root, exist_ok=True)
     return root
+
+
+def _remove_complete(scratch: str) -> None:
+    """A finished scratch image from an earlier attempt goes; a partial one (and its resume state) stays."""
+    try:
+        os.unlink(scratch)
+    except FileNotFoundError:
+        pass
 
 
 def _remove(scratch: str) -> None:

@@ -29,7 +29,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import VM, AuditEntry, BackupPoint, Policy
-from portal.services import audit, deletions
+from portal.services import audit, deletions, notify
 
 ACTOR = "system:retention"
 GOOD = ("ok", "verified")
@@ -91,13 +91,16 @@ def out_of_retention(vm: VM) -> list[BackupPoint]:
 
 
 def apply(vm: VM, now: datetime | None = None) -> list[int]:
-    """Schedule deletion of the points out of retention; commit; return their ids."""
-    scheduled = []
-    for point in out_of_retention(vm):
-        if deletions.request_by_policy(point, ACTOR, "out of the VM's retention policy", now=now):
-            scheduled.append(point.id)
+    """Schedule deletion of the points out of retention; commit; return their ids.
+
+    One ``deletion.scheduled`` event for the run, listing the points (not one per point: with hourly backups
+    that would be a mail an hour per VM); see ``notify.policy_deletions_scheduled``.
+    """
+    scheduled = [point for point in out_of_retention(vm)
+                 if deletions.request_by_policy(point, ACTOR, "out of the VM's retention policy", now=now)]
     db.session.commit()
-    return scheduled
+    notify.policy_deletions_scheduled(vm, scheduled)
+    return [point.id for point in scheduled]
 
 
 def after_backup(vm: VM) -> list[int]:

@@ -57,14 +57,16 @@ class FireDrill(JobRow, db.Model):  # type: ignore[name-defined,misc]
     """A restore of a recent backup point into scratch space, checked, measured and thrown away.
 
     ``result`` is the verdict of the checks (``passed``/``failed``), separate from the job's ``state``: a
-    drill whose job ran to the end but found damage is ``done`` and ``failed``.
+    drill whose job ran to the end but found damage is ``done`` and ``failed``. ``backup_point_id`` is
+    cleared when the point is purged (the drill keeps its result; the page says the point is deleted), and
+    the VM's drills go with the VM.
     """
 
     __tablename__ = "fire_drills"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     vm_id: Mapped[int] = mapped_column(ForeignKey("vms.id"), index=True)
-    backup_point_id: Mapped[int] = mapped_column(ForeignKey("backup_points.id"), index=True)
+    backup_point_id: Mapped[int | None] = mapped_column(ForeignKey("backup_points.id"), index=True)
     trigger: Mapped[str] = mapped_column(String(16), default="schedule")  # schedule | operator
     requested_by: Mapped[str] = mapped_column(String(254), default="")
     result: Mapped[str] = mapped_column(String(16), default="")  # "" until checked, then passed | failed
@@ -74,4 +76,4 @@ class FireDrill(JobRow, db.Model):  # type: ignore[name-defined,misc]
     scratch_path: Mapped[str] = mapped_column(String(500), default="")
 
     vm: Mapped[VM] = relationship()
-    backup_point: Mapped[BackupPoint] = relationship()
+    backup_point: Mapped[BackupPoint | None] = relationship()

@@ -37,9 +37,12 @@ What purge does, per kind:
   audit rows and other records point at the row; the audit log keeps the email as text.
 - organisation: blocked as a whole if any VM has protected revisions; else all its VMs are purged as above,
   its users anonymised, resource groups removed, and the row stays as a tombstone for the audit log.
-Work in progress wins: a point with a queued or running restore, or a VM with a queued or running backup or
-restore, is *deferred* (kept pending, audited, retried next run). Finished restore and backup-run rows go
-with the data they refer to (the audit log keeps who asked what, and when).
+Work in progress wins: a point with a queued or running restore or fire drill, or a VM with a queued or
+running backup, restore or drill, is *deferred* (kept pending, audited, retried next run). Finished restore
+and backup-run rows go with the data they refer to (the audit log keeps who asked what, and when); a fire
+drill of a purged point keeps its result without the point, a purged VM's drills go with it.
+Order: the catalog rows are deleted and *flushed* before the engine forgets anything, so a database refusal
+(a foreign key, say) stops the purge while storage is untouched; the commit comes after the engine.
 A purged tombstone (user, organisation) has ``deletion_requested_at`` set and ``deletion_due_at`` cleared;
 ``is_purged`` tells. Each object is purged in its own transaction; one failure never stops the others.
 """
@@ -63,6 +66,7 @@ from .. import clock
 from ..extensions import db
 from ..models import VM, BackupPoint, BackupRun, Notice, Organisation, ResourceGroup, Restore, User, Verification
 from ..models.accounts import CUSTOMER_ADMIN
+from ..models.operations import FireDrill
 from ..models.runs import ACTIVE_STATES
 from . import access, audit, notify
 
@@ -470,6 +474,12 @@ def _busy(query: Any, what: str) -> None:
         raise _Deferred(f"a restore from {what} is queued or running")
 
 
+def _drilling(condition: Any, what: str) -> None:
+    drill = select(FireDrill.id).where(condition, FireDrill.state.in_(ACTIVE_STATES))
+    if db.session.scalar(drill.limit(1)) is not None:
+        raise _Deferred(f"a fire drill of {what} is queued or running")
+
+
 def _drop_job_history(restores: Any, runs: Any = None) -> None:
     """Finished restore and backup rows go with their data; the audit log keeps who asked what and when."""
     db.session.execute(delete(Restore).where(restores))
@@ -478,9 +488,11 @@ def _drop_job_history(restores: Any, runs: Any = None) -> None:
 
 
 def _unlink_point(point_id: int) -> None:
-    """Rows that only mention the point (a verification of it, the safety backup of an in-place restore) stay."""
+    """Rows that only mention the point (a verification or fire drill of it, the safety backup of an in-place
+    restore) stay, without it."""
     db.session.execute(update(Verification).where(Verification.backup_point_id == point_id)
                        .values(backup_point_id=None))
+    db.session.execute(update(FireDrill).where(FireDrill.backup_point_id == point_id).values(backup_point_id=None))
     db.session.execute(update(Restore).where(Restore.safety_point_id == point_id).values(safety_point_id=None))
 
 
@@ -488,19 +500,22 @@ def _purge_backup(point: BackupPoint, actor: User | str, moment: datetime) -> No
     if point.protected:
         raise _Blocked("the backup point is protected")
     _busy(select(Restore.id).where(Restore.backup_point_id == point.id), "this backup point")
+    _drilling(FireDrill.backup_point_id == point.id, "this backup point")
+    repository, revision = point.vm.repository_name, point.revision
     _drop_job_history(Restore.backup_point_id == point.id)
     _unlink_point(point.id)
-    note = "forgotten"
+    entry = audit.record(actor, "deletion.purge", point, before=_point_facts(point) | _state(point),
+                         after={"storage": "forgotten"}, organisation_id=organisation_id_of(point),
+                         label=label_of(point))
+    _dismiss_notices(point, moment)
+    db.session.delete(point)
+    db.session.flush()  # a database refusal stops us here, before the engine forgets anything
     try:
-        retention.forget(_root(), point.vm.repository_name, point.revision)
+        retention.forget(_root(), repository, revision)
     except RevisionProtected as exc:
         raise _Blocked("the revision is protected in the repository") from exc
     except UnknownRevision:
-        note = "already absent from the repository"
-    audit.record(actor, "deletion.purge", point, before=_point_facts(point) | _state(point),
-                 after={"storage": note}, organisation_id=organisation_id_of(point), label=label_of(point))
-    _dismiss_notices(point, moment)
-    db.session.delete(point)
+        entry.after = {"storage": "already absent from the repository"}
 
 
 def _point_facts(point: BackupPoint) -> dict[str, Any]:
@@ -529,6 +544,7 @@ def _engine_revisions(vm: VM, points: list[BackupPoint]) -> list[str] | None:
 
 def _check_vm_idle(vm: VM) -> None:
     _busy(select(Restore.id).where(Restore.vm_id == vm.id), vm.name)
+    _drilling(FireDrill.vm_id == vm.id, vm.name)
     running = select(BackupRun.id).where(BackupRun.vm_id == vm.id, BackupRun.state.in_(ACTIVE_STATES))
     if db.session.scalar(running.limit(1)) is not None:
         raise _Deferred(f"a backup of {vm.name} is queued or running")
@@ -552,6 +568,7 @@ def _purge_vm(vm: VM, actor: User | str, moment: datetime) -> None:
     _dismiss_notices(vm, moment)
     _drop_job_history(Restore.vm_id == vm.id, BackupRun.vm_id == vm.id)
     db.session.execute(delete(Verification).where(Verification.vm_id == vm.id))
+    db.session.execute(delete(FireDrill).where(FireDrill.vm_id == vm.id))
     db.session.execute(delete(BackupPoint).where(BackupPoint.vm_id == vm.id))
     db.session.delete(vm)
     db.session.flush()

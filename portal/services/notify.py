@@ -15,6 +15,12 @@ No storms: for people (``portal`` and ``email``) one notification per VM and eve
 they duplicate. Webhooks get every event (machines want each ``backup.finished``). Restore and deletion
 events are told apart by their restore or object, so two restores of one VM are two events.
 
+Deletions by policy (retention, after every backup) would otherwise be a storm of their own: hourly backups
+with ``keep_hourly=24`` let a point go every hour. So retention raises one ``deletion.scheduled`` per run and
+VM listing its points (``policy_deletions_scheduled``), and a policy deletion's 24-hour reminder
+(``deletion.imminent``) reaches people once per VM and day (``POLICY_PEOPLE_WINDOW``); webhooks still get
+one reminder per point. Deletions people asked for keep one event and one reminder per object.
+
 ``tick(now)`` runs from the scheduler every minute: RPO about to be missed, deletion reminders a day ahead,
 the daily digests, and the reconciler that re-queues sends Redis lost (and moves due retries into the queue
 when workers run without RQ's scheduler).
@@ -44,6 +50,7 @@ log = logging.getLogger(__name__)
 QUEUE = "maintenance"
 SEND_JOB = "jobs.notify.send"
 AT_RISK_SHARE = 0.25  # "about to be missed": the last attempt failed and less than this share of the RPO is left
+POLICY_PEOPLE_WINDOW = timedelta(days=1)  # people hear of a VM's policy deletions once a day per event kind
 
 
 @dataclass(frozen=True)
@@ -160,37 +167,46 @@ def event(kind: str, organisation: Organisation | None, /, vm: VM | None = None,
     Returns the ids of the rows written. Never raises: a notification problem is logged, never passed on to
     the backup, restore or deletion that reported the event.
     """
+    return _guarded(kind, organisation, vm, details)
+
+
+def _guarded(kind: str, organisation: Organisation | None, vm: VM | None, details: dict[str, Any],
+             **grouping: Any) -> list[int]:
     try:
-        return _event(kind, organisation, vm, details)
+        return _event(kind, organisation, vm, details, **grouping)
     except Exception:  # noqa: BLE001 - the caller's work is done and committed; do not fail it now
         log.exception("notification %s could not be recorded", kind)
         db.session.rollback()
         return []
 
 
-def _event(kind: str, organisation: Organisation | None, vm: VM | None, details: dict[str, Any]) -> list[int]:
+def _event(kind: str, organisation: Organisation | None, vm: VM | None, details: dict[str, Any], *,
+           key: str = "", people_group: str = "", people_window: timedelta | None = None) -> list[int]:
+    """``key`` overrides the row's dedup key; ``people_group`` (a key prefix) and ``people_window`` widen what
+    counts as a duplicate for people (policy deletions: any of the VM's, for a day)."""
     spec = KINDS[kind]
     now = clock.now()
     clean = {key: _jsonable(value) for key, value in details.items()}
     vm_name = vm.name if vm is not None else ""
     subject = _subject(spec.subject, vm_name, clean)
     body = _body(subject, organisation, vm_name, clean)
-    key = _dedup_key(spec, organisation, vm, clean)
+    key = key or _dedup_key(spec, organisation, vm, clean)
     common = dict(organisation_id=organisation.id if organisation else None, kind=kind,
                   vm_id=vm.id if vm is not None else None, vm_name=vm_name, dedup_key=key, subject=subject,
                   body=body, details=clean, created_at=now)
     rows: list[Notification] = []
     if spec.people:
         smtp = bool(current_app.config.get("SMTP_HOST"))
-        window = now - timedelta(minutes=float(current_app.config["NOTIFY_WINDOW_MINUTES"]))
+        window = now - (people_window or timedelta(minutes=float(current_app.config["NOTIFY_WINDOW_MINUTES"])))
         users = recipients(spec, organisation)
         prefs = _preferences(users, kind)
         for user in users:
             choice = prefs[user.id]
             if choice.portal:
-                rows.append(_person_row(common, user, "portal", window, state=SENT, sent_at=now))
+                rows.append(_person_row(common, user, "portal", window, people_group, state=SENT, sent_at=now))
             if choice.email != "off":
-                row = _person_row(common, user, "email", window, state=PENDING, digest=choice.email == "daily")
+                row = _person_row(common, user, "email", window, people_group, state=PENDING,
+                                  digest=choice.email == "daily")
                 if row.state == PENDING and not smtp:
                     row.state, row.why = SUPPRESSED, "no SMTP server configured (LIFEBOAT_SMTP_HOST)"
                 elif row.state == PENDING and row.digest:
@@ -252,16 +268,18 @@ def _preferences(users: list[User], kind: str) -> dict[int, Preference]:
             else default_preference(u, kind) for u in users}
 
 
-def _person_row(common: dict[str, Any], user: User, channel: str, window: datetime, **values: Any) -> Notification:
+def _person_row(common: dict[str, Any], user: User, channel: str, window: datetime, group: str = "",
+                **values: Any) -> Notification:
     row = Notification(**common, user_id=user.id, channel=channel, **values)
+    same = Notification.dedup_key.startswith(group, autoescape=True) if group else \
+        Notification.dedup_key == common["dedup_key"]
     earlier = db.session.scalar(
-        select(Notification.id).where(Notification.kind == common["kind"], Notification.dedup_key ==
-                                      common["dedup_key"], Notification.channel == channel,
+        select(Notification.id).where(Notification.kind == common["kind"], same, Notification.channel == channel,
                                       Notification.user_id == user.id, Notification.created_at >= window,
                                       Notification.state.in_((PENDING, SENT))).order_by(Notification.id).limit(1))
     if earlier is not None:
         row.state, row.sent_at, row.digest = SUPPRESSED, None, False
-        minutes = current_app.config["NOTIFY_WINDOW_MINUTES"]
+        minutes = round((common["created_at"] - window).total_seconds() / 60)
         row.why = f"duplicate of notification #{earlier} within the {minutes}-minute window"
     return row
 
@@ -402,12 +420,44 @@ def deletion_event(kind: str, obj: Any) -> list[int]:
     except Exception:  # noqa: BLE001 - as event(): never fail the deletion that reported it
         log.exception("deletion notification for %r could not be prepared", obj)
         return []
-    return event(kind, org, vm=vm, object=f"{what}:{obj.id}", label=label[0].upper() + label[1:],
-                 due=obj.deletion_due_at)
+    details = {"object": f"{what}:{obj.id}", "label": label[0].upper() + label[1:], "due": obj.deletion_due_at}
+    if vm is not None and _by_policy(obj):
+        return _guarded(kind, org, vm, details, key=_policy_key(vm, details["object"]),
+                        people_group=_policy_key(vm, ""), people_window=POLICY_PEOPLE_WINDOW)
+    return _guarded(kind, org, vm, details)
+
+
+def _by_policy(obj: Any) -> bool:
+    """A backup point retention scheduled (a person's request names the person)."""
+    return isinstance(obj, BackupPoint) and obj.deletion_requested_by_id is None
+
+
+def _policy_key(vm: VM, suffix: str) -> str:
+    return f"vm:{vm.id}:retention:{suffix}"
+
+
+def policy_deletions_scheduled(vm: VM, points: list[BackupPoint]) -> list[int]:
+    """One ``deletion.scheduled`` for a retention run that let ``points`` of ``vm`` go, listing them."""
+    if not points:
+        return []
+    try:
+        count = len(points)
+        label = f"{count} backup point{'s' if count != 1 else ''} of {vm.name} (out of its retention policy)"
+        listed = [{"id": p.id, "revision": p.revision, "created_at": p.created_at} for p in points[:200]]
+        details = {"object": f"retention:vm:{vm.id}", "label": label,
+                   "due": min(p.deletion_due_at for p in points if p.deletion_due_at is not None),
+                   "points": listed, "count": count}
+        org = vm.organisation
+    except Exception:  # noqa: BLE001 - as event(): never fail the retention run that reported it
+        log.exception("retention notification for VM %s could not be prepared", vm.id)
+        return []
+    return _guarded("deletion.scheduled", org, vm, details, key=_policy_key(vm, "scheduled"),
+                    people_group=_policy_key(vm, ""), people_window=POLICY_PEOPLE_WINDOW)
 
 
 def deletion_reminders(now: datetime) -> list[str]:
-    """``deletion.imminent`` once per deletion request, when it takes effect within a day."""
+    """``deletion.imminent`` once per deletion request, when it takes effect within a day (for people, a VM's
+    policy deletions are grouped: see the module docstring)."""
     from . import deletions
 
     hours = float(current_app.config.get("DELETION_NOTICE_HOURS", 24))
@@ -418,8 +468,9 @@ def deletion_reminders(now: datetime) -> list[str]:
             ref = f"{deletions.kind_of(obj)}:{obj.id}"
             vm = obj.vm if isinstance(obj, BackupPoint) else (obj if isinstance(obj, VM) else None)
             org_id = deletions.organisation_id_of(obj)
-            key = _dedup_key(KINDS["deletion.imminent"], db.session.get(Organisation, org_id) if org_id else None,
-                             vm, {"object": ref})
+            key = _policy_key(vm, ref) if vm is not None and _by_policy(obj) else _dedup_key(
+                KINDS["deletion.imminent"], db.session.get(Organisation, org_id) if org_id else None, vm,
+                {"object": ref})
             if _raised_since("deletion.imminent", key, obj.deletion_requested_at or now - timedelta(days=365)):
                 continue
             deletion_event("deletion.imminent", obj)

@@ -5,10 +5,16 @@ source), damage found during a restore cannot. Why bounded: verification reads w
 ``VERIFY_MAX_ACTIVE`` (default 2) run at once across the installation, never two for one VM, and they sit on
 the ``maintenance`` queue, behind every restore and backup. Keep it below the number of workers.
 
-A point is due when it was never verified or its last verification is older than ``VERIFY_EVERY_DAYS`` (7)
-minus ``VERIFY_LEAD_HOURS`` (24: the slack to get it done in time). Due points are taken newest first, one
-verification per VM: a single due point is verified alone, several due points of one VM are verified in one
-pass over the whole repository (chunks shared by revisions are read once instead of once per revision).
+A point is due when its last verification *attempt* is older than ``VERIFY_EVERY_DAYS`` (7) minus
+``VERIFY_LEAD_HOURS`` (24: the slack to get it done in time). The engine sets ``verified_at`` only when a
+revision comes out clean, so a distrusted point would otherwise be due again at every tick (a whole-repository
+verification, an audit row and a ``verify.damage`` event a minute). So a point also counts as attempted when a
+finished (``done``) verification of its VM that covered it (its revision, or all revisions) ended within
+that interval and was requested after the VM's newest backup point: a new backup (which may rewrite the
+damaged chunks) makes the damaged points due again at once, otherwise they wait for the interval.
+Due points are taken newest first, one verification per VM: a single due point is verified alone, several
+due points of one VM are verified in one pass over the whole repository (chunks shared by revisions are read
+once instead of once per revision).
 Points pending deletion are skipped. A VM whose verification failed (repository unreadable, say) is not asked
 again for ``VERIFY_RETRY_HOURS`` (6), so a broken VM does not queue a failing job every minute.
 """
@@ -18,11 +24,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy.orm import aliased
 
 from ..extensions import db
 from ..models import VM, BackupPoint, User, Verification
-from ..models.runs import ACTIVE_STATES, FAILED, QUEUED
+from ..models.runs import ACTIVE_STATES, DONE, FAILED, QUEUED
 from . import audit, queue
 
 QUEUE = "maintenance"
@@ -75,12 +82,18 @@ def request(vm: VM, actor: User | str, point: BackupPoint | None = None) -> Veri
 
 def _due_filter(now: datetime) -> tuple[object, ...]:
     cutoff = now - interval() + lead()
+    other = aliased(BackupPoint)
+    newest_point = select(func.max(other.created_at)).where(other.vm_id == BackupPoint.vm_id).scalar_subquery()
+    attempted = exists().where(and_(
+        Verification.vm_id == BackupPoint.vm_id, Verification.state == DONE, Verification.finished_at > cutoff,
+        or_(Verification.revision == "", Verification.revision == BackupPoint.revision),
+        Verification.created_at >= newest_point))
     return (BackupPoint.deletion_due_at.is_(None), VM.deletion_due_at.is_(None),
-            or_(BackupPoint.verified_at.is_(None), BackupPoint.verified_at <= cutoff))
+            or_(BackupPoint.verified_at.is_(None), BackupPoint.verified_at <= cutoff), ~attempted)
 
 
 def due_points(vm: VM, now: datetime) -> list[BackupPoint]:
-    """The VM's points never verified or verified longer ago than the interval minus the lead, newest first."""
+    """The VM's points not verified (or attempted) within the interval minus the lead, newest first."""
     query = (select(BackupPoint).join(VM, VM.id == BackupPoint.vm_id).where(BackupPoint.vm_id == vm.id,
                                                                               *_due_filter(now))
              .order_by(BackupPoint.created_at.desc(), BackupPoint.id.desc()))

@@ -30,7 +30,9 @@ def test_backup_and_restore_jobs_report_their_events(file_vm, notifying, world, 
     point = BackupPoint.query.filter_by(vm_id=file_vm.id, revision=run.revision).one()
     restore = runs.request_restore(world["acme_admin"], file_vm, point, "full")
     run_jobs(notifying)
-    assert kinds_for(world["acme_admin"]) == ["restore.queued", "restore.started", "restore.finished"]
+    # the world's older point fell out of web-1's retention with the backup: one event for that run
+    assert kinds_for(world["acme_admin"]) == ["deletion.scheduled", "restore.queued", "restore.started",
+                                              "restore.finished"]
     assert receiver.events() == ["backup.finished", "restore.queued", "restore.started", "restore.finished"]
     finished = receiver.received[-1]["json"]
     assert finished["details"]["restore"] == restore.id and finished["vm"]["name"] == "web-1"
