@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
@@ -92,7 +92,7 @@ def tick(now: datetime) -> TickResult:
         ("backups", lambda: _request_backups(now, result)),
         ("verifications", lambda: result.verifications.extend(verification.schedule_due(now))),
         ("fire drills", lambda: drills.schedule(now)),  # each VM at least monthly, bounded (services/drills.py)
-        ("reconcile", lambda: reconcile(result)),
+        ("reconcile", lambda: reconcile(result, now)),
     ]
     for name, step in steps:
         try:
@@ -126,12 +126,27 @@ def _rpo_notices(now: datetime, result: TickResult) -> None:
     db.session.commit()
 
 
-def reconcile(result: TickResult) -> None:
+def abandon_jobs_of_dead_workers(connection: object, now: datetime | None = None) -> None:
+    """Mark failed the jobs whose worker died with them (its machine lost, the whole worker killed).
+
+    Such a job stays "started" in Redis until its heartbeat expires, about a minute after the last beat;
+    RQ's registry cleanup then moves it to the failed registry, which ``reconcile`` re-queues. Workers run
+    that cleanup only every ten minutes, and not at all when none is left; the scheduler runs it every tick.
+    """
+    from rq.registry import StartedJobRegistry
+
+    stamp = now.replace(tzinfo=UTC).timestamp() if now is not None else None
+    for name in queue.QUEUES:
+        StartedJobRegistry(name, connection=connection).cleanup(timestamp=stamp)  # type: ignore[arg-type]
+
+
+def reconcile(result: TickResult, now: datetime | None = None) -> None:
     """Re-queue rows Redis lost or whose worker died; fail them after MAX_ATTEMPTS."""
     from rq.exceptions import NoSuchJobError
     from rq.job import Job
 
     connection = queue.connection()
+    abandon_jobs_of_dead_workers(connection, now)
     rows: list[BackupRun | Restore | Verification] = [
         *db.session.scalars(select(BackupRun).where(BackupRun.state.in_((QUEUED, RUNNING)))),
         *db.session.scalars(select(Restore).where(Restore.state.in_((QUEUED, RUNNING)))),

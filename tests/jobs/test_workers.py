@@ -14,11 +14,13 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from portal import clock
 from portal.extensions import db
 from portal.models import Restore
 from portal.services import runs, schedule
@@ -56,7 +58,9 @@ def workers(app: Any, database_url: str, redis_url: str, count: int, **config: A
         try:
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait(timeout=30)
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        except ProcessLookupError:  # the test killed them already
+            proc.wait()
+        except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
         log.close()
@@ -173,3 +177,30 @@ def _rq_status(connection: Any, job_id: str) -> str:
 
     status = Job.fetch(job_id, connection=connection).get_status()
     return str(getattr(status, "value", status))
+
+
+def test_a_restore_whose_whole_worker_died_is_requeued_once_its_heartbeat_expires(
+        random_vm, queues, world, app, database_url, redis_url) -> None:
+    vm, data = random_vm
+    point = backed_up(vm, queues, world)
+    restore = runs.request_restore(world["acme_admin"], vm, point, "full")
+    config = {"RESTORE_RATE_LIMIT_MIB": 4, "VM_LOCK_SECONDS": 3, "RESTORE_STATE_EVERY": 1}
+    with workers(app, database_url, redis_url, 1, **config) as proc:
+        wait_until(lambda: fresh(restore.id).bytes_done >= 12 * MiB, "the restore to be under way")
+        horse = horse_of(proc.pid)  # RQ puts the work horse in a process group of its own
+        assert horse is not None
+        os.killpg(proc.pid, signal.SIGKILL)  # the machine is gone: worker and work horse alike
+        os.kill(horse, signal.SIGKILL)
+        proc.wait()
+    assert _rq_status(queues, restore.job_id) == "started"  # Redis still believes it runs
+    result = schedule.TickResult()
+    schedule.reconcile(result)  # now: its heartbeat has not expired yet, so it is left alone
+    assert result.requeued == [] and fresh(restore.id).state == "running"
+    later = clock.now() + timedelta(minutes=3)  # the scheduler's tick once the heartbeat (about 90 s) expired
+    schedule.reconcile(result, later)
+    assert result.requeued == [restore.job_id]
+    with workers(app, database_url, redis_url, 1, **config):  # a worker comes back
+        wait_until(lambda: fresh(restore.id).state == "done", "the retried restore")
+    row = fresh(restore.id)
+    assert row.attempts == 2 and row.report["resumed"] is True and row.report["chunks_skipped"] >= 1
+    assert Path(row.output_path).read_bytes() == data
