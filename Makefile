@@ -36,6 +36,7 @@ bench: install sysdeps
 	$(BIN)/python benchmarks/rbd.py
 	$(BIN)/python benchmarks/restores.py
 	$(BIN)/python benchmarks/restore_jobs.py
+	$(BIN)/python benchmarks/replication.py
 	$(BIN)/python benchmarks/dashboard.py
 
 # The portal with demo data on http://127.0.0.1:$(PORT), with an embedded Redis and workers
