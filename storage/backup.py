@@ -175,7 +175,9 @@ def _backup(source: Source, root: str, vm: str, hooks: Hooks | None, tags: Itera
             repo.remove_leftovers()
         with open(running, "w") as marker:
             marker.write(f"{os.getpid()}\n")
+        repo.ensure_folders()  # a chunk folder lost meanwhile must not fail this and every later backup
         revisions = repo.revisions()
+        skipped = [f"skipped revision {rid}: {why}" for rid, why in sorted(repo.unreadable.items())]
         trusted = [r for r in revisions if not r.distrusted]
         parent = trusted[-1] if trusted else None
         suspect = repo.quarantined_chunks()
@@ -188,7 +190,7 @@ def _backup(source: Source, root: str, vm: str, hooks: Hooks | None, tags: Itera
         store = _ChunkStore(repo, suspect)
         try:
             with source.open_snapshot(revision_id, parent.id if parent else None) as snap:
-                store.stats.warnings.extend(warnings)
+                store.stats.warnings.extend(skipped + warnings)
                 chunks = _store_blocks(store, snap, parent, repo.chunk_size, threads, progress)
                 size = snap.size
                 source_read = snap.bytes_read_by_source

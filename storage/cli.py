@@ -23,7 +23,7 @@ from .backup import backup as run_backup
 from .errors import StorageError, TargetExists
 from .fsutil import temp_name
 from .hooks import DEFAULT_TIMEOUT, Hooks
-from .repository import Repository, list_vms
+from .repository import Repository, list_vms, stored_limit
 from .restore import restore as run_restore
 from .retention import DEFAULT_GRACE_SECONDS, forget, gc, set_protected
 from .verify import verify as run_verify
@@ -60,6 +60,16 @@ def reports_errors(function: F) -> F:
             fail(f"{exc.strerror or exc}{where}")
 
     return wrapper  # type: ignore[return-value]
+
+
+def warn(message: str) -> None:
+    click.echo(f"lifeboat: warning: {message}", err=True)
+
+
+def warn_unreadable(unreadable: dict[str, str]) -> None:
+    """One line per manifest that was skipped because it cannot be read."""
+    for revision_id, why in sorted(unreadable.items()):
+        warn(f"revision {revision_id} skipped: {why}")
 
 
 def emit(as_json: bool, document: dict[str, Any], human: str) -> None:
@@ -113,7 +123,7 @@ def backup_command(root: str, vm: str, source: str, tags: tuple[str, ...], pre_h
         wait=0.0 if wait is None else wait, progress=progress_printer(not as_json),
     )
     for warning in revision.stats.get("warnings", []):
-        click.echo(f"lifeboat: warning: {warning}", err=True)
+        warn(warning)
     stats = revision.stats
     document = {"revision": revision.id, "vm": vm, "parent": revision.parent, "size": revision.size, **stats}
     emit(as_json, document,
@@ -133,12 +143,15 @@ def list_command(root: str, vm: str | None, as_json: bool) -> None:
         vms = list_vms(root)
         emit(as_json, {"vms": vms}, "\n".join(vms))
         return
-    revisions = Repository.open(root, vm).revisions()
+    repository = Repository.open(root, vm)
+    revisions = repository.revisions()
+    warn_unreadable(repository.unreadable)
     lines = [
         f"{r.id}  {r.created}  {r.size:>14}  {r.trust:<10}  {'protected' if r.protected else ''}"
         for r in revisions
     ]
-    emit(as_json, {"vm": vm, "revisions": [r.summary() for r in revisions]}, "\n".join(lines))
+    emit(as_json, {"vm": vm, "revisions": [r.summary() for r in revisions], "unreadable": repository.unreadable},
+         "\n".join(lines))
 
 
 @store.command("restore")
@@ -184,9 +197,12 @@ def verify_command(root: str, vm: str, revision: str | None, threads: int | None
                    as_json: bool) -> None:
     """Re-read and re-hash every chunk of REVISION (default: all revisions). Exit 1 on damage."""
     result = run_verify(root, vm, revision, threads=threads, wait=wait)
+    warn_unreadable(result.unreadable_reasons)
     human = (f"checked {result.chunks_checked} chunks of {len(result.revisions_checked)} revisions: "
              + ("clean" if result.clean else
                 f"{len(result.damaged_chunks)} damaged, distrusted: {', '.join(result.distrusted_revisions)}"))
+    if result.unreadable_revisions:
+        human += f"; manifests unreadable: {', '.join(result.unreadable_revisions)}"
     emit(as_json, result.as_dict(), human)
     if not result.clean:
         sys.exit(1)
@@ -232,6 +248,9 @@ for _name, _flag, _help in (("protect", True, "Keep REVISION from being forgotte
 def gc_command(root: str, vm: str, grace: float, wait: float | None, as_json: bool) -> None:
     """Delete chunks that no revision references and that are older than the grace period."""
     result = gc(root, vm, grace=grace, wait=0.0 if wait is None else wait)
+    if result.unreadable_revisions:
+        warn(f"no chunk deleted: the manifests of {', '.join(result.unreadable_revisions)} cannot be read and may "
+             "reference any chunk; repair or remove them, then run gc again")
     emit(as_json, dict(result.__dict__),
          f"removed {result.chunks_removed} chunks ({result.bytes_removed} bytes); "
          f"kept {result.chunks_kept_young} younger than the grace period")
@@ -324,7 +343,7 @@ def repair_command(root: str, vm: str, url: str, token: str, threads: int, wait:
     Run after verify. Exit 0 when every chunk was repaired, 1 when some could not be had.
     """
     from .repair import repair as run_repair
-    from .replicate import ExportClient, stored_limit
+    from .replicate import ExportClient
 
     repo = Repository.open(root, vm)
     fetch = ExportClient(url, token).chunk_fetcher(vm, stored_limit(repo.chunk_size))

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from .errors import CorruptRepository
 
 MANIFEST_FORMAT = "lifeboat-revision"
 MANIFEST_VERSION = 1
+#: the most bytes of a manifest read: ~70 bytes per chunk, so ~3.8 million chunks (15 TiB of 4 MiB chunks)
+MAX_MANIFEST_BYTES = 256 << 20
+_HASH = re.compile(r"[0-9a-f]{64}")
 
 TRUSTED = "trusted"
 VERIFIED = "verified"
@@ -76,32 +82,123 @@ class Revision:
 
     @classmethod
     def from_json(cls, doc: Any, where: str) -> Revision:
+        """A revision from a parsed manifest, every field checked for its type (CorruptRepository otherwise).
+
+        Manifests are read back from disk and from other portals: a wrong type must be "this manifest is
+        unreadable", never a traceback later (a string size, a chunk name that walks out of ``chunks/``).
+        """
         try:
-            if doc["format"] != MANIFEST_FORMAT:
-                raise ValueError(f"not a revision manifest ({doc['format']!r})")
-            if int(doc["version"]) > MANIFEST_VERSION:
+            if not isinstance(doc, dict):
+                raise ValueError("not a JSON object")
+            if doc.get("format") != MANIFEST_FORMAT:
+                raise ValueError(f"not a revision manifest ({doc.get('format')!r})")
+            if _integer(doc, "version", minimum=1) > MANIFEST_VERSION:
                 raise ValueError(f"manifest version {doc['version']} is newer than this Lifeboat")
             revision = cls(
-                id=str(doc["id"]),
-                vm=str(doc["vm"]),
-                created=str(doc["created"]),
-                size=int(doc["size"]),
-                chunk_size=int(doc["chunk_size"]),
-                chunks=[None if c is None else str(c) for c in doc["chunks"]],
-                parent=doc.get("parent"),
-                source=str(doc.get("source", "")),
-                tags=[str(t) for t in doc.get("tags", [])],
-                trust=str(doc.get("trust", TRUSTED)),
-                verified_at=doc.get("verified_at"),
-                protected=bool(doc.get("protected", False)),
-                stats=dict(doc.get("stats", {})),
+                id=_text(doc, "id"),
+                vm=_text(doc, "vm"),
+                created=_moment(doc, "created"),
+                size=_integer(doc, "size", minimum=0),
+                chunk_size=_integer(doc, "chunk_size", minimum=1),
+                chunks=_chunk_list(doc),
+                parent=_text(doc, "parent", optional=True),
+                source=_text(doc, "source", default=""),
+                tags=_texts(doc, "tags"),
+                trust=_text(doc, "trust", default=TRUSTED),
+                verified_at=_moment(doc, "verified_at", optional=True),
+                protected=_flag(doc, "protected"),
+                stats=_mapping(doc, "stats"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptRepository(where, exc) from exc
-        expected = -(-revision.size // revision.chunk_size) if revision.chunk_size > 0 else -1
-        if revision.size < 0 or len(revision.chunks) != expected or revision.trust not in TRUST_STATES:
+        expected = -(-revision.size // revision.chunk_size)
+        if len(revision.chunks) != expected or revision.trust not in TRUST_STATES:
             raise CorruptRepository(where, "chunk list does not match the size, or unknown trust")
         return revision
+
+    @classmethod
+    def parse(cls, data: bytes, where: str, revision_id: str, chunk_size: int) -> Revision:
+        """The manifest ``data`` of ``revision_id`` in a repository of ``chunk_size``; CorruptRepository otherwise.
+
+        The id inside must be the one it is stored under: a copy of another revision's manifest would otherwise
+        restore that other revision, silently, when this one is asked for.
+        """
+        try:
+            doc = json.loads(data)
+        except (ValueError, RecursionError) as exc:  # RecursionError: nested a hundred thousand levels deep
+            raise CorruptRepository(where, f"not valid JSON ({str(exc)[:200]})") from None
+        revision = cls.from_json(doc, where)
+        if revision.id != revision_id:
+            raise CorruptRepository(where, f"the manifest names revision {revision.id!r}, which does not match "
+                                           f"its file name {revision_id!r}")
+        if revision.chunk_size != chunk_size:
+            raise CorruptRepository(where, f"chunk size {revision.chunk_size} is not the repository's {chunk_size}")
+        return revision
+
+
+_REQUIRED = object()  # the default of a field that must be there
+
+
+def _value(doc: dict[str, Any], key: str, default: Any) -> Any:
+    if key not in doc:
+        if default is _REQUIRED:
+            raise KeyError(key)
+        return default
+    return doc[key]
+
+
+def _text(doc: dict[str, Any], key: str, *, default: Any = _REQUIRED, optional: bool = False) -> Any:
+    value = _value(doc, key, None if optional else default)
+    if value is None and optional:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{key} must be a string")
+    return value
+
+
+def _integer(doc: dict[str, Any], key: str, *, minimum: int) -> int:
+    value = _value(doc, key, _REQUIRED)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{key} must be a whole number of at least {minimum}")
+    return value
+
+
+def _moment(doc: dict[str, Any], key: str, *, optional: bool = False) -> Any:
+    value = _text(doc, key, optional=optional)
+    if value is not None:
+        datetime.fromisoformat(value.replace("Z", "+00:00"))  # ValueError: not a timestamp
+    return value
+
+
+def _flag(doc: dict[str, Any], key: str) -> bool:
+    value = _value(doc, key, False)
+    if not isinstance(value, bool):
+        raise TypeError(f"{key} must be true or false")
+    return value
+
+
+def _texts(doc: dict[str, Any], key: str) -> list[str]:
+    value = _value(doc, key, [])
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise TypeError(f"{key} must be a list of strings")
+    return value
+
+
+def _mapping(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value = _value(doc, key, {})
+    if not isinstance(value, dict):
+        raise TypeError(f"{key} must be an object")
+    return value
+
+
+def _chunk_list(doc: dict[str, Any]) -> list[str | None]:
+    value = _value(doc, "chunks", _REQUIRED)
+    if not isinstance(value, list):
+        raise TypeError("chunks must be a list")
+    for chunk in value:
+        if chunk is not None and not (isinstance(chunk, str) and _HASH.fullmatch(chunk)):
+            raise ValueError(f"invalid chunk name {str(chunk)[:80]!r}")
+    return value
 
 
 def merge_ranges(ranges: list[Range]) -> list[Range]:

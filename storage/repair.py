@@ -64,6 +64,7 @@ def repair(
     result = RepairResult()
     with repo.lock(exclusive=True, wait=wait, purpose="repair"):
         repo.remove_leftovers()
+        repo.ensure_folders()
         revisions = repo.revisions()
         referenced = list(dict.fromkeys(c for r in revisions for c in r.chunks if c is not None))
         absent = [c for c in referenced if not repo.has_chunk(c)]

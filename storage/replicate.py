@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,20 +38,13 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
-import zstandard
 
 from .durable import write_temp
-from .errors import CorruptRepository, NotARepository, StorageError, UnsupportedFormat
+from .errors import NotARepository, StorageError
 from .fsutil import fsync_dir, is_temp_name, write_file_atomic
-from .manifest import DISTRUSTED, Revision
+from .manifest import DISTRUSTED, MAX_MANIFEST_BYTES, Revision
 from .names import check_name
-from .repository import (
-    FORMAT_VERSION,
-    HASH_NAME,
-    REPOSITORY_FORMAT,
-    ChunkDamaged,
-    Repository,
-)
+from .repository import ChunkDamaged, Repository, check_config, stored_limit
 
 EXPORT_PATH = "/api/v1/export"
 DEFAULT_THREADS = 4  # loopback and LAN: more only adds contention on few cores; raise it for slow links
@@ -63,10 +55,9 @@ BATCH_REQUEST_BYTES = 128 << 20  # ... and at most this many bytes (for reposito
 RECORD_HEADER = 82
 MISSING = -1
 TIMEOUT = 60.0
-_HASH = re.compile(r"[0-9a-f]{64}")
 #: the most bytes read of an answer, per kind: a broken or hostile source must not exhaust the replica's memory
 MAX_DOCUMENT = 1 << 20  # repository.json and one page of a list
-MAX_MANIFEST = 256 << 20  # a manifest: ~70 bytes per chunk, so ~3.8 million chunks (15 TiB of 4 MiB chunks)
+MAX_MANIFEST = MAX_MANIFEST_BYTES  # a manifest: the engine's own cap
 MAX_PAGES = 100_000  # pages of one list: a source whose cursors never end is refused, not followed forever
 
 #: progress(repository, chunks done, chunks to fetch, bytes received)
@@ -338,60 +329,14 @@ def _error_message(answer: requests.Response) -> str:
 # -- checking what arrives -------------------------------------------------------------------------------
 
 
-def stored_limit(chunk_size: int) -> int:
-    """The largest a stored chunk can be: zstd's worst case (raw blocks) plus frame overhead."""
-    return chunk_size + chunk_size // 128 + 4096
-
-
-def check_stored(repo: Repository, chunk: str, stored: bytes) -> None:
-    """Raise ChunkDamaged unless ``stored`` decompresses to at most a chunk whose BLAKE3 is ``chunk``.
-
-    The declared content size is checked before decompressing, so a hostile frame cannot make us allocate
-    more than a chunk.
-    """
-    try:
-        declared = zstandard.frame_content_size(stored)
-    except zstandard.ZstdError as exc:
-        raise ChunkDamaged(chunk, f"not a zstd frame ({exc})") from None
-    if declared < 0 or declared > repo.chunk_size:
-        raise ChunkDamaged(chunk, "frame does not declare a chunk-sized content")
-    repo.decode(chunk, stored)
-
-
-def check_chunk_name(chunk: object, where: str) -> str:
-    if not isinstance(chunk, str) or not _HASH.fullmatch(chunk):
-        raise CorruptRepository(where, f"invalid chunk name {chunk!r}")
-    return chunk
-
-
 def parse_config(data: bytes, where: str) -> dict[str, Any]:
     """A repository description received from elsewhere, checked like the engine checks its own."""
-    try:
-        config = json.loads(data)
-        if not isinstance(config, dict) or config.get("format") != REPOSITORY_FORMAT:
-            raise ValueError("not a Lifeboat repository description")
-        version = int(config["version"])
-        chunk_size = int(config["chunk_size"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CorruptRepository(where, exc) from None
-    if version > FORMAT_VERSION:
-        raise UnsupportedFormat(where, version, FORMAT_VERSION)
-    if config.get("hash") != HASH_NAME or config.get("compression") != "zstd" or chunk_size <= 0:
-        raise CorruptRepository(where, "unsupported hash, compression or chunk size")
-    return config
+    return check_config(data, where)
 
 
 def parse_manifest(data: bytes, where: str, revision_id: str, chunk_size: int) -> Revision:
-    try:
-        revision = Revision.from_json(json.loads(data), where)
-    except ValueError as exc:
-        raise CorruptRepository(where, exc) from None
-    if revision.id != revision_id or revision.chunk_size != chunk_size:
-        raise CorruptRepository(where, "revision id or chunk size does not match")
-    for chunk in revision.chunks:
-        if chunk is not None:
-            check_chunk_name(chunk, where)
-    return revision
+    """A manifest received from elsewhere, checked like the engine checks its own (id, chunk size, chunk names)."""
+    return Revision.parse(data, where, revision_id, chunk_size)
 
 
 # -- fetching chunks in parallel -------------------------------------------------------------------------
@@ -533,7 +478,7 @@ def fetch_chunks(
                         finish(chunk, 0, "not available at the source")
                         continue
                     try:
-                        check_stored(repo, chunk, stored)
+                        repo.decode(chunk, stored)  # decompress (size checked first) and hash
                     except ChunkDamaged as exc:
                         reasons[chunk] = f"received bytes do not match: {exc.reason}"
                         continue
@@ -623,6 +568,7 @@ def pull_repository(
     result.repositories.append(name)
     with repo.lock(exclusive=True, wait=wait, purpose="replicate pull"):
         repo.remove_leftovers()  # temp files of an interrupted earlier pull or backup
+        repo.ensure_folders()
         local = {r.id: r for r in repo.revisions()}
         wanted: list[tuple[bytes, Revision]] = []
         for item in client.revisions(name):
@@ -685,10 +631,7 @@ def _open_replica(root: str, name: str, config_bytes: bytes, config: dict[str, A
         return repo
     if os.path.isdir(path) and any(not is_temp_name(n) for n in os.listdir(path)):
         raise NotARepository(root, name)  # a non-empty folder that is not ours: never write into it
-    for sub in ("revisions", "quarantine", "chunks"):
-        os.makedirs(os.path.join(path, sub), exist_ok=True)
-    for prefix in range(256):
-        os.makedirs(os.path.join(path, "chunks", f"{prefix:02x}"), exist_ok=True)
+    Repository(root, name, config).ensure_folders()
     write_file_atomic(os.path.join(path, "repository.json"), config_bytes)  # last: marks it complete
     fsync_dir(root)
     return Repository.open(root, name)

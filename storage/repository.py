@@ -18,7 +18,7 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import Any, TypeGuard
 
 import blake3
 import zstandard
@@ -28,21 +28,34 @@ from .errors import (
     CorruptRepository,
     NoRevisions,
     NotARepository,
+    StorageError,
     UnknownRevision,
     UnknownVM,
     UnsupportedFormat,
 )
-from .fsutil import fsync_dir, is_temp_name, write_file_atomic, write_json_atomic
+from .fsutil import fsync_dir, is_temp_name, read_regular, write_file_atomic, write_json_atomic
 from .locks import flocked
-from .manifest import DISTRUSTED, Revision
+from .manifest import DISTRUSTED, MAX_MANIFEST_BYTES, Revision
 from .names import check_name
 
 REPOSITORY_FORMAT = "lifeboat-repository"
 FORMAT_VERSION = 1
 CHUNK_SIZE = 4 * 1024 * 1024
+#: the chunk sizes a repository may have (tests use 4 KiB; a larger chunk is memory per thread)
+MIN_CHUNK_SIZE = 4096
+MAX_CHUNK_SIZE = 64 * 1024 * 1024
 DEFAULT_ZSTD_LEVEL = 1
+#: zstd's compression levels (zstandard.MAX_COMPRESSION_LEVEL is 22)
+ZSTD_LEVELS = range(1, zstandard.MAX_COMPRESSION_LEVEL + 1)
 HASH_NAME = "blake3"
 HEX_DIGITS = 64
+#: the most bytes of repository.json read (it is a few hundred)
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def stored_limit(chunk_size: int) -> int:
+    """The largest a stored chunk can be: zstd's worst case (raw blocks) plus frame overhead."""
+    return chunk_size + chunk_size // 128 + 4096
 
 
 class ChunkDamaged(Exception):
@@ -103,6 +116,8 @@ class Repository:
         self.config = config
         self.chunk_size = int(config["chunk_size"])
         self._codec = _Codec(int(config.get("zstd_level", DEFAULT_ZSTD_LEVEL)))
+        #: manifests the last ``revisions()`` could not read: revision id -> why
+        self.unreadable: dict[str, str] = {}
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
@@ -110,7 +125,7 @@ class Repository:
         check_name("VM", vm)
         path = os.path.join(root, vm)
         config_path = os.path.join(path, "repository.json")
-        if not os.path.isfile(config_path):
+        if not os.path.lexists(config_path):  # present but not a regular file: _read_config says what it is
             if not is_root(root):
                 raise NotARepository(root, vm)
             raise UnknownVM(vm, root)
@@ -135,12 +150,6 @@ class Repository:
     def _create(cls, root: str, vm: str, zstd_level: int, chunk_size: int) -> Repository:
         path = os.path.join(root, vm)
         os.makedirs(path, exist_ok=True)
-        for sub in ("revisions", "quarantine"):
-            os.makedirs(os.path.join(path, sub), exist_ok=True)
-        chunks = os.path.join(path, "chunks")
-        os.makedirs(chunks, exist_ok=True)
-        for prefix in range(256):
-            os.makedirs(os.path.join(chunks, f"{prefix:02x}"), exist_ok=True)
         config = {
             "format": REPOSITORY_FORMAT,
             "version": FORMAT_VERSION,
@@ -151,9 +160,28 @@ class Repository:
             "zstd_level": zstd_level,
             "created": clock.isoformat(clock.now()),
         }
+        repository = cls(root, vm, config)
+        repository.ensure_folders()
         write_json_atomic(os.path.join(path, "repository.json"), config)  # last: marks it complete
         fsync_dir(root)
-        return cls(root, vm, config)
+        return repository
+
+    def ensure_folders(self) -> None:
+        """Create ``revisions/``, ``quarantine/`` and the 256 chunk folders where missing.
+
+        Writers call it (under the exclusive lock): a chunk folder lost to a cleanup or an incomplete copy would
+        otherwise fail every later backup that meets a chunk of its prefix.
+        """
+        made: set[str] = set()
+        chunks = os.path.join(self.path, "chunks")
+        folders = [self.revisions_folder, os.path.join(self.path, "quarantine"), chunks]
+        folders += [os.path.join(chunks, f"{prefix:02x}") for prefix in range(256)]
+        for folder in folders:
+            if not os.path.isdir(folder):
+                os.makedirs(folder, exist_ok=True)
+                made.add(os.path.dirname(folder))
+        for parent in sorted(made):
+            fsync_dir(parent)
 
     # -- locks -----------------------------------------------------------------------------------
     def lock(self, *, exclusive: bool, wait: float | None, purpose: str) -> AbstractContextManager[None]:
@@ -197,17 +225,30 @@ class Repository:
         write_file_atomic(self.chunk_path(chunk), stored, mode=0o444, sync_dir=False)
 
     def read_stored(self, chunk: str) -> bytes:
-        """The chunk file's bytes as stored (compressed), unverified."""
+        """The chunk file's bytes as stored (compressed), unverified.
+
+        Only a regular file no larger than a stored chunk can be is read (see ``fsutil.read_regular``): a FIFO,
+        a symlink (to ``/dev/zero``, say) or an oversized file is damage, not a hang or a memory blow-up.
+        """
         try:
-            with open(self.chunk_path(chunk), "rb") as handle:
-                return handle.read()
+            return read_regular(self.chunk_path(chunk), stored_limit(self.chunk_size))
         except FileNotFoundError:
             raise ChunkDamaged(chunk, "missing") from None
         except OSError as exc:
             raise ChunkDamaged(chunk, f"unreadable ({exc.strerror})") from None
 
     def decode(self, chunk: str, stored: bytes) -> bytes:
-        """Decompress and check the hash: the only way plain chunk bytes leave the repository."""
+        """Decompress and check the hash: the only way plain chunk bytes leave the repository.
+
+        The content size the frame declares is checked before decompressing, so a hostile frame cannot make
+        us allocate more than a chunk.
+        """
+        try:
+            declared = zstandard.frame_content_size(stored)
+        except zstandard.ZstdError as exc:
+            raise ChunkDamaged(chunk, f"not a zstd frame ({exc})") from None
+        if declared < 0 or declared > self.chunk_size:
+            raise ChunkDamaged(chunk, "frame does not declare a chunk-sized content")
         try:
             data = self._codec.decompressor.decompress(stored)
         except zstandard.ZstdError as exc:
@@ -222,7 +263,7 @@ class Repository:
     def iter_chunk_files(self) -> Iterator[tuple[str, str]]:
         """Yield ``(name, path)`` of every file in the chunk folders, temp files included."""
         base = os.path.join(self.path, "chunks")
-        for prefix in sorted(os.listdir(base)):
+        for prefix in sorted(os.listdir(base) if os.path.isdir(base) else []):
             folder = os.path.join(base, prefix)
             if not os.path.isdir(folder):
                 continue
@@ -254,26 +295,46 @@ class Repository:
     def _revision_path(self, revision_id: str) -> str:
         return os.path.join(self.path, "revisions", f"{revision_id}.json")
 
+    @property
+    def revisions_folder(self) -> str:
+        return os.path.join(self.path, "revisions")
+
     def revision_ids(self) -> list[str]:
-        folder = os.path.join(self.path, "revisions")
-        return [n[: -len(".json")] for n in os.listdir(folder) if n.endswith(".json") and not n.startswith(".")]
+        """The ids of the manifests in ``revisions/`` (none when the folder is missing)."""
+        folder = self.revisions_folder
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        return [n[: -len(".json")] for n in names if n.endswith(".json") and not n.startswith(".")]
 
     def revisions(self) -> list[Revision]:
-        """Every revision, oldest first."""
-        found = [self.load_revision(rid) for rid in self.revision_ids()]
+        """Every readable revision, oldest first.
+
+        A manifest that cannot be read (damaged, not a regular file, a bad name or values) is skipped and named
+        in ``self.unreadable`` (id: why), so one bad file does not stop list, backup, verify or forget for the
+        whole VM. Whoever deletes data by what manifests reference (gc, a purge) must look at ``unreadable``:
+        a manifest it cannot read may reference anything.
+        """
+        found: list[Revision] = []
+        unreadable: dict[str, str] = {}
+        for revision_id in self.revision_ids():
+            try:
+                found.append(self.load_revision(revision_id))
+            except UnknownRevision:
+                continue  # forgotten since the listing
+            except StorageError as exc:
+                unreadable[revision_id] = str(exc)
+        self.unreadable = unreadable
         return sorted(found, key=lambda r: (r.created, r.id))
 
     def load_revision(self, revision_id: str) -> Revision:
         check_name("revision", revision_id)
         path = self._revision_path(revision_id)
         try:
-            with open(path, "rb") as handle:
-                doc = json.loads(handle.read())
+            data = read_regular(path, MAX_MANIFEST_BYTES)
         except FileNotFoundError:
             raise UnknownRevision(revision_id, self.vm) from None
-        except (OSError, ValueError) as exc:
-            raise CorruptRepository(path, exc) from exc
-        return Revision.from_json(doc, path)
+        except OSError as exc:
+            raise CorruptRepository(path, exc.strerror or exc) from None
+        return Revision.parse(data, path, revision_id, self.chunk_size)
 
     def resolve(self, revision_id: str) -> Revision:
         """A revision by id, or the newest one for ``latest``."""
@@ -310,9 +371,9 @@ class Repository:
     def remove_leftovers(self) -> int:
         """Delete temp files of interrupted writes. Call only under the exclusive lock."""
         removed = 0
-        folders = [os.path.join(self.path, "revisions"), self.path]
+        folders = [self.revisions_folder, self.path]
         for folder in folders:
-            for name in os.listdir(folder):
+            for name in os.listdir(folder) if os.path.isdir(folder) else []:
                 if is_temp_name(name):
                     os.unlink(os.path.join(folder, name))
                     removed += 1
@@ -339,16 +400,41 @@ def list_vms(root: str) -> list[str]:
 
 def _read_config(path: str) -> dict[str, Any]:
     try:
-        with open(path, "rb") as handle:
-            config = json.loads(handle.read())
-        if not isinstance(config, dict) or config.get("format") != REPOSITORY_FORMAT:
-            raise ValueError("not a Lifeboat repository description")
-        version = int(config["version"])
-        chunk_size = int(config["chunk_size"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise CorruptRepository(path, exc) from exc
+        data = read_regular(path, MAX_CONFIG_BYTES)
+    except OSError as exc:
+        raise CorruptRepository(path, exc.strerror or exc) from None
+    return check_config(data, path, os.path.dirname(path))
+
+
+def check_config(data: bytes, where: str, name: str | None = None) -> dict[str, Any]:
+    """A repository description (``repository.json``), every value checked; CorruptRepository otherwise.
+
+    Shared by the engine and replication (which receives descriptions from other portals). ``name`` is what an
+    UnsupportedFormat error calls the repository (default: ``where``).
+    """
+    try:
+        config = json.loads(data)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested a hundred thousand levels deep
+        raise CorruptRepository(where, f"not valid JSON ({str(exc)[:200]})") from None
+    if not isinstance(config, dict) or config.get("format") != REPOSITORY_FORMAT:
+        raise CorruptRepository(where, "not a Lifeboat repository description")
+    version = config.get("version")
+    if not _whole(version) or version < 1:
+        raise CorruptRepository(where, "version must be a whole number of at least 1")
     if version > FORMAT_VERSION:
-        raise UnsupportedFormat(os.path.dirname(path), version, FORMAT_VERSION)
-    if config.get("hash") != HASH_NAME or config.get("compression") != "zstd" or chunk_size <= 0:
-        raise CorruptRepository(path, "unsupported hash, compression or chunk size")
+        raise UnsupportedFormat(name or where, version, FORMAT_VERSION)
+    if config.get("hash") != HASH_NAME or config.get("compression") != "zstd":
+        raise CorruptRepository(where, "unsupported hash or compression")
+    chunk_size = config.get("chunk_size")
+    if not _whole(chunk_size) or not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
+        raise CorruptRepository(where, f"chunk_size must be a whole number of bytes from {MIN_CHUNK_SIZE} to "
+                                       f"{MAX_CHUNK_SIZE}")
+    level = config.get("zstd_level", DEFAULT_ZSTD_LEVEL)
+    if not _whole(level) or level not in ZSTD_LEVELS:
+        raise CorruptRepository(where, f"zstd_level must be a whole number from {ZSTD_LEVELS[0]} to "
+                                       f"{ZSTD_LEVELS[-1]}")
     return config
+
+
+def _whole(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)

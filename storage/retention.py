@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import clock
-from .errors import RevisionProtected
+from .errors import CorruptRepository, RevisionProtected
 from .fsutil import is_temp_name
 from .manifest import Revision
 from .repository import Repository
@@ -47,28 +47,45 @@ class GcResult:
     chunks_kept_young: int = 0
     chunks_referenced: int = 0
     leftovers_removed: int = 0
+    #: manifests that could not be read: while there is one, no chunk is deleted (it may reference any of them)
+    unreadable_revisions: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
 def gc(root: str, vm: str, *, grace: float = DEFAULT_GRACE_SECONDS, wait: float | None = 0.0) -> GcResult:
+    """Delete unreferenced chunks older than ``grace``; see the module docstring.
+
+    A manifest that cannot be read may reference any chunk, so while one exists gc deletes no chunk at all
+    (only temp files) and names it in ``unreadable_revisions``. Without a ``revisions/`` folder every chunk would
+    look unreferenced: that is refused outright.
+    """
     started = time.monotonic()
     repo = Repository.open(root, vm)
     result = GcResult()
     with repo.lock(exclusive=True, wait=wait, purpose="gc"):
+        if not os.path.isdir(repo.revisions_folder):
+            raise CorruptRepository(repo.revisions_folder, "the folder is missing, so every chunk would look "
+                                                           "unreferenced; gc deletes nothing until it is back")
         result.leftovers_removed = repo.remove_leftovers()
         with repo.meta_lock():  # a consistent view of the manifests while marking
             referenced = {c for r in repo.revisions() for c in r.chunks if c is not None}
+            result.unreadable_revisions = sorted(repo.unreadable)
         result.chunks_referenced = len(referenced)
-        cutoff = clock.timestamp() - grace
-        for name, path in repo.iter_chunk_files():
-            if name in referenced or is_temp_name(name):
-                continue
-            info = os.stat(path)
-            if info.st_mtime > cutoff:
-                result.chunks_kept_young += 1
-                continue
-            os.unlink(path)
-            result.chunks_removed += 1
-            result.bytes_removed += info.st_size
+        if not result.unreadable_revisions:
+            _sweep(repo, referenced, clock.timestamp() - grace, result)
     result.seconds = round(time.monotonic() - started, 3)
     return result
+
+
+def _sweep(repo: Repository, referenced: set[str], cutoff: float, result: GcResult) -> None:
+    """Delete the chunk files no manifest references, last modified before ``cutoff``."""
+    for name, path in repo.iter_chunk_files():
+        if name in referenced or is_temp_name(name):
+            continue
+        info = os.lstat(path)
+        if info.st_mtime > cutoff:
+            result.chunks_kept_young += 1
+            continue
+        os.unlink(path)
+        result.chunks_removed += 1
+        result.bytes_removed += info.st_size

@@ -29,11 +29,14 @@ class VerifyResult:
     quarantined: list[str] = field(default_factory=list)
     distrusted_revisions: list[str] = field(default_factory=list)
     damaged_ranges: dict[str, list[Range]] = field(default_factory=dict)
+    #: manifests that could not be read (damage too: the revision cannot be restored); id -> why in ``reasons``
+    unreadable_revisions: list[str] = field(default_factory=list)
+    unreadable_reasons: dict[str, str] = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
     def clean(self) -> bool:
-        return not self.damaged_chunks
+        return not self.damaged_chunks and not self.unreadable_revisions
 
     def as_dict(self) -> dict[str, Any]:
         doc = dict(self.__dict__)
@@ -51,6 +54,9 @@ def verify(
     result = VerifyResult()
     with repo.lock(exclusive=False, wait=wait, purpose="verify"):
         revisions = [repo.resolve(revision_id)] if revision_id else repo.revisions()
+        if not revision_id:
+            result.unreadable_revisions = sorted(repo.unreadable)
+            result.unreadable_reasons = dict(sorted(repo.unreadable.items()))
         wanted = sorted({c for r in revisions for c in r.chunks if c is not None})
         bad: dict[str, str] = {}
         with ThreadPoolExecutor(max_workers=threads or default_threads()) as pool:

@@ -30,7 +30,9 @@ from sqlalchemy import select
 from werkzeug.wsgi import wrap_file
 
 from storage.errors import StorageError, UnknownRevision
-from storage.repository import Repository
+from storage.fsutil import open_regular, read_regular
+from storage.manifest import MAX_MANIFEST_BYTES
+from storage.repository import MAX_CHUNK_SIZE, MAX_CONFIG_BYTES, Repository, stored_limit
 
 from ..extensions import db
 from ..models import VM
@@ -61,6 +63,10 @@ RECORD_HEADER = 82
 MISSING = -1
 BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 JSON_FILE = {"application/json": {"schema": {"type": "object"}}}
+#: the largest chunk file served: what a chunk of the largest chunk size can be stored as. Files are opened with
+#: ``storage.fsutil.open_regular``: a FIFO, a symlink or an oversized file in a repository is never served (and
+#: never blocks a worker); the hot path does not read repository.json for the repository's own chunk size.
+CHUNK_FILE_LIMIT = stored_limit(MAX_CHUNK_SIZE)
 
 
 class ExportRepositorySchema(ma.Schema):
@@ -109,19 +115,37 @@ def _open(repository: str) -> Repository:
         api_error(404, f"no backups of {repository} yet")
 
 
-def _file(path: str, etag: str, *, mimetype: str) -> Response:
-    """Stream an immutable file with a strong ETag; If-None-Match answers 304 without reading it."""
+def _open_chunk(path: str) -> IO[bytes] | None:
+    """The chunk file, unbuffered (each read goes from the page cache straight into the bytes sent), or None when
+    it is missing, quarantined, or not a regular chunk-sized file."""
     try:
-        size = os.stat(path).st_size
+        return os.fdopen(open_regular(path, CHUNK_FILE_LIMIT), "rb", buffering=0)
+    except OSError:
+        return None
+
+
+def _read(path: str, limit: int, missing: str) -> bytes:
+    """A small file of the repository (its description, a manifest): 404 when absent, 409 when it is not a
+    regular file of at most ``limit`` bytes."""
+    try:
+        return read_regular(path, limit)
     except FileNotFoundError:
+        api_error(404, missing)
+    except OSError as exc:
+        api_error(409, f"the repository cannot be read: {os.path.basename(path)}: {exc.strerror or exc}",
+                  "repository_unreadable")
+
+
+def _file(path: str, etag: str, *, mimetype: str) -> Response:
+    """Stream an immutable chunk file with a strong ETag; If-None-Match answers 304 without reading it."""
+    handle = _open_chunk(path)
+    if handle is None:
         api_error(404, "not found")
     if request.if_none_match.contains(etag):
+        handle.close()
         response = current_app.response_class(status=304)
-    else:
-        try:
-            handle = open(path, "rb")  # closed by the WSGI server once streamed
-        except FileNotFoundError:  # quarantined meanwhile
-            api_error(404, "not found")
+    else:  # closed by the WSGI server once streamed
+        size = os.fstat(handle.fileno()).st_size
         response = current_app.response_class(wrap_file(request.environ, handle, STREAM_BUFFER),
                                               mimetype=mimetype, direct_passthrough=True)
         response.content_length = size
@@ -155,9 +179,7 @@ def repositories(args: dict[str, Any]) -> dict[str, Any]:
 def repository_json(repository: str) -> Response:
     """The repository's description (format, chunk size, hash, compression), as stored."""
     repo = _open(repository)
-    path = os.path.join(repo.path, "repository.json")
-    with open(path, "rb") as handle:
-        data = handle.read()
+    data = _read(os.path.join(repo.path, "repository.json"), MAX_CONFIG_BYTES, f"no backups of {repository} yet")
     return _bytes(data, blake3.blake3(data).hexdigest())
 
 
@@ -203,11 +225,8 @@ def manifest(repository: str, revision: str) -> Response:
     repo = _open(repository)
     if _REVISION.fullmatch(revision) is None:
         api_error(404, f"no revision {revision!r}")
-    try:
-        with open(os.path.join(repo.path, "revisions", f"{revision}.json"), "rb") as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        api_error(404, f"no revision {revision!r}")
+    data = _read(os.path.join(repo.path, "revisions", f"{revision}.json"), MAX_MANIFEST_BYTES,
+                 f"no revision {revision!r}")
     return _bytes(data, blake3.blake3(data).hexdigest())
 
 
@@ -296,11 +315,7 @@ def chunk_batch(args: dict[str, Any], repository: str) -> Response:
     total = 0
     try:
         for chunk in args["hashes"]:
-            try:
-                # unbuffered: each read goes from the page cache straight into the bytes yielded
-                handle: IO[bytes] | None = open(os.path.join(path, "chunks", chunk[:2], chunk), "rb", buffering=0)
-            except FileNotFoundError:
-                handle = None
+            handle = _open_chunk(os.path.join(path, "chunks", chunk[:2], chunk))
             size = os.fstat(handle.fileno()).st_size if handle is not None else MISSING
             items.append((chunk, handle, size))
             total += RECORD_HEADER + max(size, 0)

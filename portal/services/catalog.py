@@ -1,8 +1,9 @@
 """The catalog of backup points, kept in step with the repositories (which stay the source of truth).
 
-``refresh`` upserts from a VM's repository manifests; it never deletes a point because its manifest is
-absent (a repository being restored or moved must not empty the catalog); points whose revision is gone
-from the repository are left for the retention job, which forgets through the engine and records it.
+``refresh`` upserts from a VM's repository manifests (a point whose manifest cannot be read becomes
+``damaged``: it cannot be restored); it never deletes a point because its manifest is absent (a repository
+being restored or moved must not empty the catalog); points whose revision is gone from the repository are
+left for the retention job, which forgets through the engine and records it.
 """
 
 from __future__ import annotations
@@ -28,11 +29,17 @@ def refresh(vm: VM) -> int:
     if not os.path.isdir(os.path.join(root, vm.repository_name)):
         return 0
     try:
-        revisions = Repository.open(root, vm.repository_name).revisions()
+        repository = Repository.open(root, vm.repository_name)
+        revisions = repository.revisions()
     except StorageError:
         return 0
     existing = {p.revision: p for p in db.session.scalars(select(BackupPoint).where(BackupPoint.vm_id == vm.id))}
     changed = 0
+    for revision_id in repository.unreadable:  # its manifest cannot be read: it cannot be restored either
+        point = existing.get(revision_id)
+        if point is not None and point.state != "damaged":
+            point.state = "damaged"
+            changed += 1
     for revision in revisions:
         point = existing.get(revision.id)
         if point is None:

@@ -535,7 +535,11 @@ def _engine_revisions(vm: VM, points: list[BackupPoint]) -> list[str] | None:
         if points:
             raise StorageError(f"repository {vm.repository_name} not found under {_root()}; kept for the next run")
         return None
-    revisions = Repository.open(_root(), vm.repository_name).revisions()
+    repository = Repository.open(_root(), vm.repository_name)
+    revisions = repository.revisions()
+    if repository.unreadable:  # it may be protected: nothing of the VM goes until it can be read (or is removed)
+        raise StorageError(f"the manifests of {', '.join(sorted(repository.unreadable)[:5])} in {vm.repository_name} "
+                           "cannot be read; kept for the next run")
     protected = [r.id for r in revisions if r.protected]
     if protected:
         raise _Blocked(f"it has protected revisions ({', '.join(protected[:5])})")
