@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .errors import Locked
+from .fsutil import read_regular
 
 POLL_SECONDS = 0.1
 
@@ -58,8 +59,7 @@ def _describe_holder(fd: int, purpose: str) -> None:
 
 def _holder(path: str) -> str:
     try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            text = handle.read(200).strip()
-    except OSError:
+        text = read_regular(path, 200).decode("utf-8", errors="replace").strip()
+    except OSError:  # gone, not a regular file, or not ours (longer than a description)
         text = ""
     return text or "in use by a restore or verify"

@@ -22,7 +22,7 @@ from typing import Any
 
 from .backup import default_threads
 from .durable import BackgroundFlush
-from .fsutil import write_json_atomic
+from .fsutil import read_regular, write_json_atomic
 from .manifest import Range, Revision, merge_ranges
 from .repository import ChunkDamaged, Repository, chunk_hash
 from .targets import Target, open_target
@@ -34,6 +34,8 @@ FLUSH_BEHIND_CHUNKS = 16  # with sync: start writing to disk every 64 MiB rather
 # How often the resume state is saved: at most this many chunks (256 MiB) are written again on resume.
 # LIFEBOAT_RESTORE_STATE_EVERY overrides it (tests use small values to interrupt short restores).
 STATE_EVERY_CHUNKS = int(os.environ.get("LIFEBOAT_RESTORE_STATE_EVERY", "64"))
+#: the largest resume state read (runs of done chunks and damaged ranges: a few bytes per run)
+MAX_STATE_BYTES = 64 << 20
 
 
 @dataclass
@@ -64,14 +66,13 @@ class _ResumeState:
     @classmethod
     def load(cls, path: str, revision: Revision) -> _ResumeState | None:
         try:
-            with open(path, "rb") as handle:
-                doc = json.loads(handle.read())
+            doc = json.loads(read_regular(path, MAX_STATE_BYTES))  # beside a target anyone may name: no FIFO
             if doc["revision"] != revision.id or doc["size"] != revision.size:
                 return None
             done = {i for start, end in doc["done"] for i in range(start, end)}
             damaged = [(int(s), int(e)) for s, e in doc["damaged"]]
             return cls(revision.id, revision.size, done, damaged, set(doc["damaged_chunks"]))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None  # no usable state: start over
 
     def save(self, path: str) -> None:

@@ -308,3 +308,13 @@ def test_bad_values_in_a_manifest_make_it_unreadable_not_a_traceback(tmp_path: P
     assert first in one_line(result)
     listed = store("list", str(root), "vm1", "--json")
     assert listed.code == 0 and [r["id"] for r in listed.json["revisions"]] == [second]
+
+
+def test_a_fifo_as_a_restores_resume_state_starts_the_restore_over(tmp_path: Path, root: Path, repo) -> None:
+    image, (_, second) = repo
+    out = tmp_path / "out.img"
+    Path(f"{out}.lifeboat-partial").write_bytes(b"left by an interrupted restore")
+    os.mkfifo(f"{out}.lifeboat-partial.json")
+    result = store("restore", str(root), "vm1", second, str(out), "--json")
+    assert result.code == 0, result.stderr
+    assert result.json["resumed"] is False and out.read_bytes() == image.read_bytes()
