@@ -146,13 +146,52 @@ def check_address(url: str) -> str | None:
     addresses = []
     for info in infos:
         address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address.is_global or address.is_multicast:
-            raise UnsafeAddress(f"{host} resolves to {address}, which is not a public address "
+        refused = not_public(address)
+        if refused is not None:
+            raise UnsafeAddress(f"{host} resolves to {refused}, which is not a public address "
                                 "(LIFEBOAT_WEBHOOK_ALLOW_PRIVATE=true allows it)")
         addresses.append(str(address))
     if not addresses:
         raise UnsafeAddress(f"cannot resolve {host}")
     return addresses[0]
+
+
+#: Networks that are not the public Internet, from IANA's special-purpose registries, spelled out rather than left
+#: to ``is_global`` (whose answer differs between Python versions: 3.11 calls 192.0.0.9 and 2002::/16 global).
+NOT_PUBLIC = tuple(ipaddress.ip_network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24",  # IETF protocol assignments, the whole /24 (DS-Lite, NAT64 discovery, PCP and TURN anycast)
+    "192.0.2.0/24", "192.31.196.0/24", "192.52.193.0/24", "192.88.99.0/24", "192.168.0.0/16", "192.175.48.0/24",
+    "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+    "::/8",  # unspecified, loopback, IPv4-compatible (::a.b.c.d) and -translated; IPv4-mapped is judged below
+    "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215): translated into the provider's own IPv4 networks
+    "100::/64", "2001::/23",  # discard-only; IETF protocol assignments, Teredo (2001::/32) included
+    "2001:db8::/32", "2620:4f:8000::/48", "3fff::/20", "5f00::/16", "fc00::/7", "fe80::/10", "fec0::/10", "ff00::/8",
+))
+#: IPv6 prefixes whose addresses carry an IPv4 address a packet ends up at: judged by that IPv4 address
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address leads to: IPv4-mapped (::ffff:a.b.c.d), NAT64 (64:ff9b::a.b.c.d) or 6to4
+    (2002:AABB:CCDD::/48)."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return address.sixtofour
+
+
+def not_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """None when ``address`` is a public unicast address; otherwise the address (with the IPv4 address it embeds)
+    to name in the refusal."""
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = embedded_ipv4(address)
+        if inner is not None:
+            return None if not_public(inner) is None else f"{address} (which leads to {inner})"
+    if any(address in network for network in NOT_PUBLIC) or not address.is_global or address.is_multicast:
+        return str(address)
+    return None
 
 
 def post_to(url: str, address: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
