@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
+import secrets
+
 from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -57,6 +60,9 @@ class User(Timestamped, Deletable, db.Model):  # type: ignore[name-defined,misc]
     role: Mapped[str] = mapped_column(String(32))
     organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"), index=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: part of every session's user id (``get_id``): a new nonce (sign-out, a new password) ends every session
+    #: signed with the old one, including a copy of the cookie taken before
+    session_nonce: Mapped[str] = mapped_column(String(32), default=lambda: secrets.token_hex(16), server_default="")
 
     organisation: Mapped[Organisation | None] = relationship(foreign_keys=[organisation_id])
 
@@ -74,10 +80,19 @@ class User(Timestamped, Deletable, db.Model):  # type: ignore[name-defined,misc]
         return False
 
     def get_id(self) -> str:
-        return str(self.id)
+        """What the session cookie holds: the id and the current session nonce (see ``end_sessions``)."""
+        return f"{self.id}:{self.session_nonce}"
+
+    def has_session_nonce(self, nonce: str) -> bool:
+        return hmac.compare_digest(self.session_nonce.encode(), nonce.encode())
+
+    def end_sessions(self) -> None:
+        """Invalidate every session of this user, everywhere: sign-out, a new password."""
+        self.session_nonce = secrets.token_hex(16)
 
     def set_password(self, password: str) -> None:
         self.password_hash = generate_password_hash(password)
+        self.end_sessions()
 
     def check_password(self, password: str) -> bool:
         return bool(self.password_hash) and check_password_hash(self.password_hash, password)

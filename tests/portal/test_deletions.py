@@ -413,7 +413,7 @@ def test_csrf_is_required(app, world) -> None:
     client.get("/login")
     user = make_user("csrf@acme.example", "customer_admin", world["acme"])
     with client.session_transaction() as session:
-        session["_user_id"] = str(user.id)
+        session["_user_id"] = user.get_id()
         session["_fresh"] = True
     assert client.post(f"/vms/{world['acme_staging'].id}/delete").status_code == 400
     assert fresh(world["acme_staging"]).deletion_due_at is None
