@@ -32,6 +32,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     csrf.init_app(app)
     limiter.init_app(app)
+    from . import security
+
+    security.init_app(app)  # before the blueprints: their <int:...> routes bind the bounded id converter
 
     from . import models  # noqa: F401 - registers the tables
     from .auth import bp as auth_bp

@@ -24,6 +24,7 @@ from flask_login import login_user
 
 from ..extensions import db, limiter
 from ..models import User
+from ..security import one_line
 from ..services import audit
 from . import bp
 from .views import _safe_next
@@ -120,7 +121,7 @@ def oidc_callback() -> ResponseReturnValue:
     if not claims:  # no ID token in the answer: nothing verified about the user
         return _refuse("Single sign-on failed: the provider sent no ID token.", 400)
     email = str(claims.get("email") or "").strip().lower()
-    if not email:
+    if not email or len(email) > 254 or not one_line(email):  # a NUL would reach the database query
         return _refuse("The sign-in provider did not share an email address, so no Lifeboat account matches.", 401)
     verified = claims.get("email_verified", True)  # absent: many providers omit it and release only verified ones
     if verified is not True and str(verified).lower() != "true":

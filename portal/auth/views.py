@@ -1,21 +1,18 @@
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required, login_user, logout_user
 from werkzeug.wrappers import Response
 
 from ..extensions import db, limiter
+from ..security import same_site_path
 from . import bp
 from .users import authenticate
 
 
 def _safe_next(target: str | None) -> str:
-    """Only same-site paths: never redirect to another host after login."""
-    if target and target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc:
-        return target
-    return url_for("web.dashboard")
+    """Only same-site paths: never redirect to another host (or with a CR/LF in the header) after login."""
+    return same_site_path(target) or url_for("web.dashboard")
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -14,6 +14,7 @@ from sqlalchemy import Select, select
 
 from ..extensions import db
 from ..models import VM, BackupPoint, Organisation, User
+from ..security import MAX_ID
 
 
 def visible_org_ids(user: User) -> Select[Any] | None:
@@ -36,23 +37,34 @@ def organisations_for(user: User) -> list[Organisation]:
 
 
 def get_organisation(user: User, org_id: int) -> Organisation:
+    _check_id(org_id)
     query = scope_to_user(select(Organisation).where(Organisation.id == org_id), Organisation.id, user)
     return _one_or_404(query)
 
 
 def get_vm(user: User, vm_id: int) -> VM:
+    _check_id(vm_id)
     query = scope_to_user(select(VM).where(VM.id == vm_id), VM.organisation_id, user)
     return _one_or_404(query)
 
 
 def get_backup(user: User, vm: VM, backup_id: int) -> BackupPoint:
+    _check_id(backup_id)
     query = select(BackupPoint).where(BackupPoint.id == backup_id, BackupPoint.vm_id == vm.id)
     return _one_or_404(query)
 
 
 def get_user(user: User, user_id: int) -> User:
+    _check_id(user_id)
     query = scope_to_user(select(User).where(User.id == user_id), User.organisation_id, user)
     return _one_or_404(query)
+
+
+def _check_id(object_id: int) -> None:
+    """Ids from forms and query strings: one that no row can have (ids are 32-bit) is 404 like any unknown one,
+    not a database error."""
+    if not 1 <= object_id <= MAX_ID:
+        abort(404)
 
 
 def _one_or_404(query: Select[Any]) -> Any:

@@ -21,6 +21,7 @@ from ..extensions import db
 from ..models import VM, Disk, Incident, IncidentUpdate, Organisation, Restore, User
 from ..models.incidents import KINDS, MAINTENANCE, OPEN, RESOLVED
 from ..models.runs import DONE, FAILED
+from ..security import one_line
 from . import access, audit, eta
 
 POOL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -48,8 +49,8 @@ def open_incident(kind: str, title: str, actor: User | str, organisation_ids: li
     if kind not in KINDS:
         raise IncidentError(f"kind must be one of {', '.join(KINDS)}")
     title = (title or "").strip()
-    if not title or len(title) > MAX_TITLE:
-        raise IncidentError(f"a title of 1 to {MAX_TITLE} characters is needed")
+    if not title or len(title) > MAX_TITLE or not one_line(title):
+        raise IncidentError(f"a title of 1 to {MAX_TITLE} characters, on one line, is needed")
     if organisation_ids is not None and pool:
         raise IncidentError("choose organisations or a pool as the scope, not both")
     ids: list[int] = []

@@ -23,6 +23,7 @@ from .. import clock
 from ..extensions import db
 from ..models import VM, Notice, Organisation, Policy, SlaTier, User
 from ..models.accounts import PRIORITY_CLASSES
+from ..security import one_line
 from . import access, audit, policies
 from .status import BackupStatus, statuses
 
@@ -62,6 +63,8 @@ def parse_form(form: Mapping[str, str]) -> dict[str, Any]:
         errors["name"] = "give the tier a name"
     elif len(name) > 80:
         errors["name"] = "at most 80 characters"
+    elif not one_line(name):
+        errors["name"] = "one line, without control characters"
     values["name"] = name
     numbers = {"min_rpo_minutes": (policies.MIN_RPO_MINUTES, policies.MAX_RPO_MINUTES),
                "rto_minutes": (0, MAX_RTO_MINUTES), **dict.fromkeys(KEEP_LIMITS, (0, MAX_KEEP))}

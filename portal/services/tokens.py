@@ -19,6 +19,7 @@ from sqlalchemy.orm import joinedload
 from .. import clock
 from ..extensions import db
 from ..models import VM, ApiToken, OAuthClient, User
+from ..security import one_line
 from . import access, audit
 
 SCOPES: tuple[str, ...] = (
@@ -98,6 +99,14 @@ def _facts(token: ApiToken) -> dict[str, Any]:
             "client": token.client_id}
 
 
+def _name(name: str | None) -> str:
+    """A token's or client's label: one line, cut to MAX_NAME characters."""
+    clean = (name or "").strip()[:MAX_NAME]
+    if not one_line(clean):
+        raise TokenError("the name must be one line, without control characters")
+    return clean
+
+
 def create_token(user: User, scopes: list[str], name: str = "", vm_ids: list[int] | None = None,
                  expires_at: datetime | None = None, *, actor: User | str | None = None,
                  client: OAuthClient | None = None, secret: str | None = None) -> tuple[ApiToken, str]:
@@ -106,7 +115,7 @@ def create_token(user: User, scopes: list[str], name: str = "", vm_ids: list[int
     if not user.is_active:
         raise TokenError(f"{user.email} cannot sign in, so cannot hold a token")
     clean_scopes = parse_scopes(scopes)
-    name = (name or "").strip()[:MAX_NAME]
+    name = _name(name)
     if expires_at is not None and expires_at <= clock.now():
         raise TokenError("the expiry must be in the future")
     secret = secret or _new_secret(CLIENT_TOKEN_PREFIX if client else PERSONAL_PREFIX)
@@ -177,7 +186,7 @@ def create_client(actor: User, name: str, scopes: list[str], vm_ids: list[int] |
         raise TokenError("a client's token lifetime is 60 to 86400 seconds")
     secret = secrets.token_urlsafe(32)
     client = OAuthClient(client_id=CLIENT_ID_PREFIX + secrets.token_hex(12), secret_hash=hash_secret(secret),
-                         name=(name or "").strip()[:MAX_NAME], user_id=actor.id, scopes=parse_scopes(scopes),
+                         name=_name(name), user_id=actor.id, scopes=parse_scopes(scopes),
                          vm_ids=_check_vms(actor, vm_ids), token_lifetime=token_lifetime)
     db.session.add(client)
     db.session.flush()

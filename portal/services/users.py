@@ -19,12 +19,13 @@ from sqlalchemy import Select, func, select
 from ..extensions import db
 from ..models import Organisation, User
 from ..models.accounts import ACCOUNT_MANAGER, CUSTOMER_ADMIN, CUSTOMER_MEMBER, OPERATOR
+from ..security import one_line
 from . import access, audit
 
 ORG_ROLES = (CUSTOMER_MEMBER, CUSTOMER_ADMIN)
 STAFF_ROLES = (ACCOUNT_MANAGER, OPERATOR)
 ROLE_LABELS = {CUSTOMER_MEMBER: "member", CUSTOMER_ADMIN: "admin"}
-EMAIL = re.compile(r"[^@\s<>\"']{1,64}@[A-Za-z0-9.-]{1,189}\.[A-Za-z]{2,63}")
+EMAIL = re.compile(r"[^@\s<>\"'\x00-\x1f\x7f-\x9f]{1,64}@[A-Za-z0-9.-]{1,189}\.[A-Za-z]{2,63}")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
 
@@ -95,6 +96,8 @@ def parse_new(form: Mapping[str, str]) -> dict[str, str]:
         errors["name"] = "enter the person's name"
     elif len(name) > 200:
         errors["name"] = "at most 200 characters"
+    elif not one_line(name):
+        errors["name"] = "one line, without control characters"
     password = str(form.get("password", ""))
     if len(password) < MIN_PASSWORD:
         errors["password"] = f"at least {MIN_PASSWORD} characters"

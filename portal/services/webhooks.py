@@ -24,6 +24,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import Notification, Organisation, User, Webhook
+from ..security import one_line
 from . import audit
 from .notify import KINDS, TEST_KIND, WEBHOOK_DEFAULT_EVENTS
 
@@ -71,6 +72,8 @@ def create(actor: User, org: Organisation, url: str, events: list[str], descript
     unknown = [e for e in events if e not in EVENTS]
     if unknown:
         raise WebhookError(f"unknown event {unknown[0]!r}")
+    if not one_line(description.strip()):
+        raise WebhookError("the description must be one line, without control characters")
     secret = secret.strip() or secrets.token_hex(32)
     if not 16 <= len(secret) <= 128:
         raise WebhookError("the secret must be 16 to 128 characters long")

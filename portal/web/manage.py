@@ -37,7 +37,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 def page_arg() -> int:
     """The ``page`` query argument (1-based); nonsense is a 400, not a silent first page."""
     raw = request.args.get("page", "1")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 100_000:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= 100_000:
         abort(400, "page must be a whole number from 1")
     return int(raw)
 

@@ -65,7 +65,8 @@ def _planner_input(source: Any) -> tuple[Scope, datetime, int]:
     if at.tzinfo is not None:
         raise DisasterError("give the point in time in UTC, without a zone")
     workers_raw = source.get("workers", "").strip() or str(current_app.config.get("DISASTER_WORKERS", 2))
-    if not (workers_raw.isascii() and workers_raw.isdigit()) or not 1 <= int(workers_raw) <= MAX_WORKERS:
+    if (not (workers_raw.isascii() and workers_raw.isdigit()) or len(workers_raw) > 6
+            or not 1 <= int(workers_raw) <= MAX_WORKERS):
         raise DisasterError(f"workers must be a whole number from 1 to {MAX_WORKERS}")
     return scope, at, int(workers_raw)
 
@@ -129,7 +130,7 @@ def drills_page() -> str:
 @bp.route("/drills", methods=["POST"])
 def drill_request() -> BaseResponse | tuple[str, int]:
     raw = request.form.get("vm", "")
-    if not (raw.isascii() and raw.isdigit()):
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10:
         abort(400, description="choose a VM")
     vm = access.get_vm(current_user, int(raw))
     try:

@@ -8,7 +8,6 @@ Refusals keep their status (403, 404, 409) and a message; the fragment opts in t
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
@@ -17,6 +16,7 @@ from werkzeug.wrappers import Response
 
 from ..extensions import db
 from ..models import Notice
+from ..security import same_site_path
 from ..services import deletions
 from ..services.deletions import DeletionError
 from . import bp
@@ -134,7 +134,4 @@ def _is_htmx() -> bool:
 
 def _back() -> str:
     """Where a plain form post returns: the ``next`` field if it is a path on this site, else the bin."""
-    target = request.form.get("next", "")[:500]
-    if target.startswith("/") and not target.startswith("//") and not urlsplit(target).netloc and "\\" not in target:
-        return target
-    return url_for("web.recycle_bin")
+    return same_site_path(request.form.get("next", "")[:500]) or url_for("web.recycle_bin")

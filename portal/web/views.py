@@ -21,7 +21,7 @@ from .charts import size_chart
 
 def _page() -> int:
     raw = request.args.get("page", "1")
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 100_000:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= 100_000:
         abort(400)
     return int(raw)
 
