@@ -131,7 +131,10 @@ def check_redis(config: Any, limits: Thresholds) -> Result:
 
 def rpo_ratios(now: datetime) -> tuple[list[tuple[str, float]], int]:
     """(VM label, age of its newest good backup / its RPO) for every VM under a policy, worst first, and the
-    number of VMs considered. A VM never backed up counts from when it was added."""
+    number of VMs considered. A VM never backed up counts from when it was added.
+
+    VMs the inventory feed no longer lists are included (labelled "not in the feed"): a feed that drops VMs must
+    not also drop them from monitoring, or their backups could stop unnoticed."""
     from sqlalchemy import select
     from sqlalchemy.orm import joinedload
 
@@ -141,14 +144,15 @@ def rpo_ratios(now: datetime) -> tuple[list[tuple[str, float]], int]:
 
     vms = list(db.session.scalars(
         select(VM).options(joinedload(VM.policy), joinedload(VM.organisation))
-        .where(VM.deletion_due_at.is_(None), VM.missing_since.is_(None))).unique())
+        .where(VM.deletion_due_at.is_(None))).unique())
     state = statuses(vms)
     ratios = []
     for vm in vms:
         if vm.policy is None or vm.policy.excluded or not vm.policy.rpo_minutes:
             continue
         since = state[vm.id].last_good or vm.created_at
-        ratios.append((f"{vm.organisation.slug}/{vm.name}",
+        missing = " (not in the feed)" if vm.missing_since is not None else ""
+        ratios.append((f"{vm.organisation.slug}/{vm.name}{missing}",
                        max((now - since).total_seconds(), 0.0) / (vm.policy.rpo_minutes * 60)))
     ratios.sort(key=lambda item: -item[1])
     return ratios, len(ratios)

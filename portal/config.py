@@ -24,8 +24,12 @@ DEFAULTS: dict[str, Any] = {
     "WTF_CSRF_TIME_LIMIT": None,  # the token lives as long as the session
     "MAX_CONTENT_LENGTH": 2 * 1024 * 1024,
     "LOGIN_RATE_LIMIT": "10 per minute",
-    # Inventory sync refuses a feed that would mark more than this share of its scope's VMs missing.
+    # Inventory sync refuses a feed that would leave more than this share of its scope's VMs missing.
     "MASS_DROP_THRESHOLD": 0.10,
+    # Folders whose disk images a feed may name as file: disks (JSON list or comma-separated; empty: none), and,
+    # per organisation slug, the only Ceph pools its VMs' rbd: disks may be in (e.g. {"acme": ["ssd-acme"]}).
+    "INVENTORY_FILE_DIRS": [],
+    "INVENTORY_RBD_POOLS": {},
     # Grace periods before a requested deletion takes effect, by kind of data (days; 0 = at once).
     "DELETION_GRACE_DAYS": {"backup": 14, "vm": 14, "organisation": 30, "user": 14, "credential": 0},
     "HOOK_CHOICES": ["", "fsfreeze", "mysql-flush", "postgres-checkpoint"],

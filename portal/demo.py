@@ -59,6 +59,9 @@ def seed() -> Iterator[str]:
                 for vm, env in vms]}
             for group, vms in groups]}
         for slug, (name, _, groups) in ORGS.items()]}
+    allowed = current_app.config["INVENTORY_FILE_DIRS"]  # the demo's disks are files in its own folder
+    allowed = allowed.split(",") if isinstance(allowed, str) else list(allowed)
+    current_app.config["INVENTORY_FILE_DIRS"] = allowed if images in allowed else [*allowed, images]
     inventory.sync(feed, "all", actor="demo:seed")
     manager = _user("manager@lifeboat.example", "account_manager", None)
     for slug, (_, tier_name, _) in ORGS.items():

@@ -200,8 +200,10 @@ def vm_metrics(now: datetime) -> Iterator[Metric]:
                                labels=labels)
     damaged = GaugeMetricFamily("lifeboat_vm_damaged_points", "The VM's backup points that verification found "
                                 "damaged or distrusted.", labels=labels)
+    missing = GaugeMetricFamily("lifeboat_vm_missing_from_inventory", "1 when the inventory feed no longer lists the "
+                                "VM (it stays, and stays monitored, until an operator decides).", labels=labels)
     rows = db.session.execute(
-        select(VM.id, VM.name, Organisation.slug, Policy.rpo_minutes, Policy.excluded)
+        select(VM.id, VM.name, Organisation.slug, Policy.rpo_minutes, Policy.excluded, VM.missing_since)
         .join(Organisation, VM.organisation_id == Organisation.id).outerjoin(Policy, Policy.vm_id == VM.id)
         .where(VM.deletion_due_at.is_(None))).all()
     good = dict(db.session.execute(  # type: ignore[arg-type]
@@ -211,8 +213,9 @@ def vm_metrics(now: datetime) -> Iterator[Metric]:
     bad = dict(db.session.execute(  # type: ignore[arg-type]
         select(BackupPoint.vm_id, func.count()).where(BackupPoint.state.in_(BAD_POINT_STATES))
         .group_by(BackupPoint.vm_id)).all())
-    for vm_id, name, org, rpo_minutes, excluded in rows:
+    for vm_id, name, org, rpo_minutes, excluded, missing_since in rows:
         key = [name, org]
+        missing.add_metric(key, 1 if missing_since is not None else 0)
         last = good.get(vm_id)
         seconds = max((now - last).total_seconds(), 0.0) if last else math.inf
         age.add_metric(key, seconds)
@@ -220,7 +223,7 @@ def vm_metrics(now: datetime) -> Iterator[Metric]:
         if rpo_minutes and not excluded:
             rpo.add_metric(key, rpo_minutes * 60)
             within.add_metric(key, 1 if seconds <= rpo_minutes * 60 else 0)
-    yield from (age, rpo, within, damaged)
+    yield from (age, rpo, within, damaged, missing)
 
 
 # -- Redis -----------------------------------------------------------------------------------------------

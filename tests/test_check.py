@@ -119,3 +119,14 @@ def test_bad_options_are_unknown_not_critical(env, args) -> None:
 def test_configuration_it_cannot_load_is_unknown(env) -> None:
     result = check({**env, "LIFEBOAT_CHECK_RPO_WARNING": "\"often\""}, "--only", "rpo")
     assert result.code == 3 and "cannot load the configuration" in result.stdout
+
+
+def test_a_vm_missing_from_the_inventory_is_still_watched(healthy, world) -> None:  # noqa: F811
+    """A feed that drops a VM must not drop it from monitoring too: its backups stop, and that must show."""
+    vm, point = world["acme_vm"], world["acme_point"]
+    vm.missing_since = clock.now() - timedelta(hours=4)
+    point.created_at = clock.now() - timedelta(hours=3)  # web-1's RPO is 120 minutes
+    db.session.commit()
+    late = check(healthy, "--only", "rpo")
+    assert late.code == 1 and late.stdout.startswith("LIFEBOAT WARNING - 1 of 3 VMs beyond RPO")
+    assert "acme/web-1 (not in the feed)" in late.stdout

@@ -3,13 +3,25 @@
 This module exists because a provider once lost a quarter of its disks: a server whose scope had narrowed
 to one customer received only that customer's pools, read every other pool's absence as deletion, and
 removed them. Here absence only ever sets ``missing_since`` ("not seen since"), and an operator decides.
-A feed whose scope would mark more than ``MASS_DROP_THRESHOLD`` of the known VMs missing is refused as a
-whole (nothing changes), recorded and audited. A feed for one organisation can only touch that
-organisation: naming another is bad input.
+A feed that would leave more than ``MASS_DROP_THRESHOLD`` of its scope's known VMs missing (those already
+missing count too, so small steps do not get around it) is refused as a whole (nothing changes), recorded and
+audited. A feed for one organisation can only touch that organisation: naming another is bad input.
+
+Disk sources are what the workers will read and overwrite, so a feed may only name sources inside its scope
+(anything else is bad input, nothing changes; see ``check_sources``):
+
+- ``file:PATH`` only below a folder the operator lists in ``INVENTORY_FILE_DIRS`` (none by default: no file
+  disks), as a normalised absolute path that does not leave that folder through a symlink;
+- ``rbd:POOL/IMAGE`` in the organisation's pools when ``INVENTORY_RBD_POOLS`` lists them, and never in a pool it
+  lists only for other organisations;
+- and no source that another VM already has (of any organisation), or that two VMs of the feed share.
+
+Every disk added or changed is an audit row with its before and after.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +36,7 @@ from . import audit, notify
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,199}")
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-SOURCE = re.compile(r"(file:/[^\x00]{1,400}|rbd:[A-Za-z0-9._-]{1,100}/[A-Za-z0-9._-]{1,200})")
+SOURCE = re.compile(r"(file:/[^\x00-\x1f\x7f]{1,400}|rbd:[A-Za-z0-9._-]{1,100}/[A-Za-z0-9._-]{1,200})")
 
 
 class FeedError(ValueError):
@@ -95,16 +107,24 @@ def sync(document: Any, scope: str, actor: User | str) -> SyncResult:
         existing = db.session.scalar(select(Organisation).where(Organisation.slug == scope))
         if existing is None:
             raise FeedError(f"unknown organisation {scope!r}")
+    check_sources(feed_vms, scope, current_app.config)
     known = _known_vms(scope)
     listed = {(vm.org, vm.name) for vm in feed_vms}
-    newly_missing = [vm for key, vm in known.items() if key not in listed and vm.missing_since is None]
+    missing_after = [vm for key, vm in known.items() if key not in listed]
+    newly_missing = [vm for vm in missing_after if vm.missing_since is None]
     actor_label = actor.email if isinstance(actor, User) else actor
     threshold = float(current_app.config["MASS_DROP_THRESHOLD"])
-    if known and len(newly_missing) / len(known) > threshold:
+    # Those already missing count: a drop in steps of a few VMs each must meet the guard too. A feed that marks
+    # nothing new passes, so VMs that stay missing do not block every later sync.
+    if newly_missing and len(missing_after) / len(known) > threshold:
+        already = len(missing_after) - len(newly_missing)
         record = InventorySync(scope=scope, status="refused", actor=actor_label, reason=(
-            f"the feed would mark {len(newly_missing)} of {len(known)} known VMs in scope {scope!r} as missing "
-            f"(more than {threshold:.0%}); refused, nothing changed"),
-            summary={"would_mark_missing": sorted(f"{vm.organisation.slug}/{vm.name}" for vm in newly_missing)})
+            f"the feed would mark {len(missing_after)} of {len(known)} known VMs in scope {scope!r} as missing "
+            + (f"({already} of them missing already) " if already else "")
+            + f"(more than {threshold:.0%}); refused, nothing changed"),
+            summary={"would_mark_missing": sorted(f"{vm.organisation.slug}/{vm.name}" for vm in newly_missing),
+                     "already_missing": sorted(f"{vm.organisation.slug}/{vm.name}" for vm in missing_after
+                                               if vm.missing_since is not None)})
         db.session.add(record)
         audit.record(actor, "inventory.sync_refused", None, after={"scope": scope, "reason": record.reason},
                      label=scope)
@@ -112,7 +132,7 @@ def sync(document: Any, scope: str, actor: User | str) -> SyncResult:
         notify.event("inventory.sync_refused", notify.organisation_by_slug(scope), sync=record.id, scope=scope,
                      reason=record.reason)
         raise SyncRefused(record.reason, record)
-    result = _apply(orgs, feed_vms, known, scope)
+    result = _apply(orgs, feed_vms, known, scope, actor)
     result.sync.actor = actor_label
     audit.record(actor, "inventory.sync", None, label=scope, after={
         "scope": scope, "added": len(result.added), "updated": len(result.updated),
@@ -122,11 +142,12 @@ def sync(document: Any, scope: str, actor: User | str) -> SyncResult:
 
 
 def _apply(orgs: dict[str, str], feed_vms: list[FeedVM], known: dict[tuple[str, str], VM],
-           scope: str) -> SyncResult:
+           scope: str, actor: User | str) -> SyncResult:
     now = clock.now()
     record = InventorySync(scope=scope, status="applied")
     db.session.add(record)
     result = SyncResult(record)
+    disk_changes: list[tuple[VM, str, dict[str, Any] | None, dict[str, Any]]] = []
     org_rows = {o.slug: o for o in db.session.scalars(select(Organisation).where(Organisation.slug.in_(orgs)))}
     for slug, name in orgs.items():
         if slug not in org_rows:
@@ -154,7 +175,7 @@ def _apply(orgs: dict[str, str], feed_vms: list[FeedVM], known: dict[tuple[str, 
             vm.missing_since = None
         vm.environment, vm.resource_group_id, vm.size_bytes = item.environment, group.id, item.size
         vm.last_seen_at = now
-        _update_disks(vm, item)
+        disk_changes += [(vm, f"{item.org}/{item.name}", before, after) for before, after in _update_disks(vm, item)]
     listed = {(vm.org, vm.name) for vm in feed_vms}
     for key, vm in known.items():
         if key not in listed and vm.missing_since is None:
@@ -162,18 +183,109 @@ def _apply(orgs: dict[str, str], feed_vms: list[FeedVM], known: dict[tuple[str, 
             result.missing.append(f"{key[0]}/{key[1]}")
     record.summary = {"added": result.added, "updated": result.updated, "missing": result.missing,
                       "returned": result.returned}
+    db.session.flush()  # new VMs get their ids for the audit rows
+    for vm, label, before, after in disk_changes:
+        audit.record(actor, "inventory.disk_add" if before is None else "inventory.disk_change", vm,
+                     before=before, after=after, label=label)
     return result
 
 
-def _update_disks(vm: VM, item: FeedVM) -> None:
+def _update_disks(vm: VM, item: FeedVM) -> list[tuple[dict[str, Any] | None, dict[str, Any]]]:
+    """Add and update the VM's disks from the feed; return (before, after) of each disk added or changed."""
+    changes: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []
     by_name = {d.name: d for d in vm.disks}
     for name, source, size in item.disks:
         disk = by_name.get(name)
+        after = {"disk": name, "source": source, "size": size}
         if disk is None:
             vm.disks.append(Disk(name=name, source=source, size_bytes=size))
-        else:
+            changes.append((None, after))
+        elif (disk.source, disk.size_bytes) != (source, size):
+            changes.append(({"disk": name, "source": disk.source, "size": disk.size_bytes}, after))
             disk.source, disk.size_bytes = source, size
     # Disks missing from the feed stay: the feed adds and updates only.
+    return changes
+
+
+def check_sources(feed_vms: list[FeedVM], scope: str, config: Any) -> None:
+    """Refuse (FeedError) a disk source outside the feed's scope or taken by another VM; see the module docstring.
+
+    Only sources a VM does not have yet are checked against other VMs, so a feed that repeats what is already
+    there (even an old overlap) still applies. Another organisation's VM is not named to a scoped feed.
+    """
+    file_dirs = _file_dirs(config.get("INVENTORY_FILE_DIRS"))
+    pools = _pools(config.get("INVENTORY_RBD_POOLS"))
+    owners: dict[str, set[tuple[str, str]]] = {}
+    for source, org, vm in db.session.execute(select(Disk.source, Organisation.slug, VM.name)
+                                              .join(VM, Disk.vm_id == VM.id).join(Organisation)):
+        owners.setdefault(_canonical(source), set()).add((org, vm))
+    in_feed: dict[str, tuple[str, str, str]] = {}
+    for item in feed_vms:
+        for name, source, _ in item.disks:
+            where = f"disk {name!r} of VM {item.org}/{item.name}"
+            if source.startswith("file:"):
+                _check_file(source[len("file:"):], file_dirs, where)
+            else:
+                _check_pool(source[len("rbd:"):].split("/", 1)[0], item.org, pools, where)
+            key = _canonical(source)
+            first = in_feed.setdefault(key, (item.org, item.name, name))
+            if first != (item.org, item.name, name):
+                raise FeedError(f"{where}: {source} is also disk {first[2]!r} of VM {first[0]}/{first[1]} in this feed")
+            holders = owners.get(key, set())
+            if (item.org, item.name) in holders or not holders:
+                continue
+            if scope != "all" and any(org != scope for org, _ in holders):
+                raise FeedError(f"{where}: {source} is the disk of another organisation's VM")
+            names = ", ".join(f"{org}/{vm}" for org, vm in sorted(holders))
+            raise FeedError(f"{where}: {source} is already the disk of VM {names}; a disk belongs to one VM")
+
+
+def _canonical(source: str) -> str:
+    """One spelling per disk: a file path with its symlinks resolved (two names of one image are one disk)."""
+    return "file:" + os.path.realpath(source[len("file:"):]) if source.startswith("file:") else source
+
+
+def _inside(path: str, folder: str) -> bool:
+    return path != folder and os.path.commonpath([path, folder]) == folder
+
+
+def _check_file(path: str, dirs: list[tuple[str, str]], where: str) -> None:
+    if not os.path.isabs(path) or os.path.normpath(path) != path:
+        raise FeedError(f"{where}: {path!r} must be a normalised absolute path (no '.', '..' or '//')")
+    if not dirs:
+        raise FeedError(f"{where}: file disks are not allowed here (the operator lists the folders that hold disk "
+                        "images in LIFEBOAT_INVENTORY_FILE_DIRS)")
+    real = os.path.realpath(path)
+    if not any((_inside(path, given) or _inside(path, resolved)) and _inside(real, resolved)
+               for given, resolved in dirs):
+        raise FeedError(f"{where}: {path} is not inside a folder listed in LIFEBOAT_INVENTORY_FILE_DIRS")
+
+
+def _check_pool(pool: str, org: str, pools: dict[str, list[str]], where: str) -> None:
+    own = pools.get(org)
+    if own is not None and pool not in own:
+        raise FeedError(f"{where}: pool {pool!r} is not one of organisation {org}'s pools ({', '.join(own)})")
+    if own is None and any(pool in listed for other, listed in pools.items() if other != org):
+        raise FeedError(f"{where}: pool {pool!r} belongs to another organisation")
+
+
+def _file_dirs(value: Any) -> list[tuple[str, str]]:
+    """INVENTORY_FILE_DIRS as (normalised, symlink-resolved) folders; a JSON list or comma-separated."""
+    if isinstance(value, str):
+        value = [part for part in value.split(",") if part.strip()]
+    if not isinstance(value, list) or not all(isinstance(d, str) and os.path.isabs(d.strip()) for d in value):
+        raise FeedError("LIFEBOAT_INVENTORY_FILE_DIRS must be a list of absolute folders")
+    return [(os.path.normpath(d.strip()), os.path.realpath(d.strip())) for d in value]
+
+
+def _pools(value: Any) -> dict[str, list[str]]:
+    if value in (None, "", {}):
+        return {}
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, list)
+                                              and all(isinstance(p, str) for p in v) for k, v in value.items()):
+        raise FeedError('LIFEBOAT_INVENTORY_RBD_POOLS must map organisation slugs to lists of pools, '
+                        'e.g. {"acme": ["ssd-acme"]}')
+    return value
 
 
 def _known_vms(scope: str) -> dict[tuple[str, str], VM]:

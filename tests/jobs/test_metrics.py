@@ -22,7 +22,8 @@ SERIES = (
     "lifeboat_backup_duration_seconds", "lifeboat_restore_duration_seconds", "lifeboat_backup_read_bytes",
     "lifeboat_restore_written_bytes", "lifeboat_backup_points", "lifeboat_backup_points_bytes",
     "lifeboat_vm_backup_age_seconds", "lifeboat_vm_rpo_seconds", "lifeboat_vm_within_rpo",
-    "lifeboat_vm_damaged_points", "lifeboat_scheduler_heartbeat_age_seconds", "lifeboat_incidents_open",
+    "lifeboat_vm_damaged_points", "lifeboat_vm_missing_from_inventory",
+    "lifeboat_scheduler_heartbeat_age_seconds", "lifeboat_incidents_open",
     "lifeboat_queue_length", "lifeboat_queue_running", "lifeboat_queue_failed", "lifeboat_workers",
     "lifeboat_worker_heartbeat_age_seconds",
 )
@@ -66,6 +67,18 @@ def test_every_series_is_exposed(metrics_client, world, queues) -> None:
     assert value(samples, "lifeboat_vm_within_rpo", vm="staging-api", organisation="acme") == 0
     assert value(samples, "lifeboat_restores_queued", priority="critical") == 1  # the world's sample restore
     assert value(samples, "lifeboat_scheduler_heartbeat_age_seconds") == math.inf  # it never ran
+
+
+def test_a_vm_missing_from_the_inventory_stays_in_the_rpo_series(metrics_client, world, queues) -> None:
+    from portal import clock
+    from portal.extensions import db
+
+    world["acme_staging"].missing_since = clock.now()
+    db.session.commit()
+    samples = scrape(metrics_client)
+    assert value(samples, "lifeboat_vm_missing_from_inventory", vm="staging-api", organisation="acme") == 1
+    assert value(samples, "lifeboat_vm_missing_from_inventory", vm="web-1", organisation="acme") == 0
+    assert value(samples, "lifeboat_vm_within_rpo", vm="staging-api", organisation="acme") == 0  # still watched
 
 
 def test_a_backup_job_moves_the_series(metrics_client, file_vm, queues, world) -> None:
