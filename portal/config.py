@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     # name -> shell command, set by the operator, e.g. {"fsfreeze": "virsh domfsfreeze $VM"}
     "HOOK_COMMANDS": {},
     "RESTORE_ROOT": "",  # empty: VAR/restores
+    # The most file data one download of a selection streams (bytes; 0: no limit): a sparse file can claim terabytes.
+    "DOWNLOAD_MAX_BYTES": 16 * 1024**3,
     # Each worker writes a restore at most this fast (MiB/s; 0 = no limit), to leave the storage network room.
     "RESTORE_RATE_LIMIT_MIB": 0,
     # Engine threads per restore job (0: the engine's default, all cores). With as many workers as cores, 1.

@@ -3,6 +3,10 @@
 The pages and the API both offer it; neither makes a copy of the image: pieces are read from the backup's
 chunks as the archive is written. Every path is checked before the first byte goes out, so a bad selection
 is still a clean 4xx rather than a broken download.
+
+A selection is capped at ``DOWNLOAD_MAX_BYTES`` of file data (the files' sizes as they will be streamed). A sparse
+file can claim terabytes on a small disk, and streaming its holes as zeros would keep a portal worker busy for
+hours: such a selection is refused up front with the numbers, and can still be restored as a job.
 """
 
 from __future__ import annotations
@@ -10,20 +14,43 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterator
 
-from flask import Response
+from flask import Response, current_app
 
 from storage.browse import open_revision_disk
+from storage.errors import StorageError
+from storage.files.archive import members
 
 from ..models import VM, BackupPoint
 
 FORMATS = ("tar.gz", "zip")
 
 
+class SelectionTooLarge(StorageError):
+    """the selection holds more than {} of file data, the download limit (LIFEBOAT_DOWNLOAD_MAX_BYTES), passed at {} ({}); choose fewer files, or restore the selection as a job"""  # noqa: E501 - the message is one line
+
+
 def check(root: str, vm: VM, point: BackupPoint, paths: list[str]) -> None:
-    """Raise the engine's StorageError (with a message for the user) when a path is not in the backup."""
+    """Raise the engine's StorageError (with a message for the user) when a path is not in the backup, or the
+    selection is larger than ``DOWNLOAD_MAX_BYTES`` (0: no limit)."""
+    limit = int(current_app.config.get("DOWNLOAD_MAX_BYTES") or 0)
     with open_revision_disk(root, vm.repository_name, point.revision) as disk:
         for path in paths:
             disk.stat(path)
+        if limit <= 0:
+            return
+        total = 0
+        for _, location, entry in members(disk, paths):
+            if entry.type == "file":
+                total += entry.size
+                if total > limit:  # stop at once: the walk need not go on through a whole filesystem
+                    raise SelectionTooLarge(_size(limit), location.path, _size(entry.size))
+
+
+def _size(count: int) -> str:
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if count >= 1 << shift:
+            return f"{count / (1 << shift):.1f} {unit}"
+    return f"{count} bytes"
 
 
 def download(root: str, vm: VM, point: BackupPoint, paths: list[str], kind: str) -> Response:
