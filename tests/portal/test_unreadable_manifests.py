@@ -3,7 +3,6 @@ nothing that deletes by what manifests reference (a VM purge) goes ahead while i
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,18 +10,14 @@ from portal import clock
 from portal.extensions import db
 from portal.models import VM, BackupPoint
 from portal.services import catalog, deletions
-from storage import backup as engine_backup
 from storage.repository import Repository
 
+from . import test_deletions as deletion_tests
 
-def backed_up(app, vm: VM, tmp_path: Path, count: int = 2) -> list[str]:
-    image = tmp_path / f"{vm.repository_name}.img"
-    for n in range(count):
-        image.write_bytes(os.urandom(96 * 1024) + bytes([n]) * (32 * 1024))
-        engine_backup.backup(app.config["STORAGE_ROOT"], vm.repository_name, f"file:{image}", chunk_size=64 * 1024)
-    catalog.refresh(vm)
-    db.session.commit()
-    return sorted(Repository.open(app.config["STORAGE_ROOT"], vm.repository_name).revision_ids())
+
+def backed_up(app, vm: VM, tmp_path: Path) -> list[str]:
+    """Two real revisions of the VM, catalogued; their ids, oldest first."""
+    return [point.revision for point in deletion_tests.backed_up(app, vm, tmp_path)]
 
 
 def break_manifest(app, vm: VM, revision: str) -> None:
