@@ -5,6 +5,8 @@ Revises: 0009
 Create Date: 2026-12-03 09:00:00
 
 """
+import secrets
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -16,9 +18,14 @@ depends_on = None
 
 
 def upgrade():
-    # Existing rows get '' and their sessions (which carry no nonce) end once: everyone signs in again.
+    # Sessions from before carry no nonce and end once: everyone signs in again. Every existing user gets a nonce
+    # of its own (an empty one would make every later sign-in fail the session check).
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.add_column(sa.Column('session_nonce', sa.String(length=32), nullable=False, server_default=''))
+    connection = op.get_bind()
+    users = sa.table('users', sa.column('id', sa.Integer), sa.column('session_nonce', sa.String))
+    for (user_id,) in connection.execute(sa.select(users.c.id)).all():
+        connection.execute(users.update().where(users.c.id == user_id).values(session_nonce=secrets.token_hex(16)))
 
 
 def downgrade():
