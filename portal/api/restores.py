@@ -14,7 +14,7 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import VM, Restore
 from ..models.runs import DONE
-from ..services import access, runs
+from ..services import access, outcome, runs
 from ..services.eta import estimate
 from . import schemas as s
 from .auth import check_vm, current_token, current_user, require_scope
@@ -37,7 +37,7 @@ def restore_json(restore: Restore, *, with_position: bool = True) -> dict[str, A
     return {
         "id": restore.id, "vm": restore.vm_id, "backup": restore.backup_point_id, "kind": restore.kind,
         "paths": list(restore.paths or []), "target": dict(restore.target or {}), "state": restore.state,
-        "phase": restore.phase, "position": eta.position if eta else None,
+        "phase": restore.phase, "outcome": outcome.describe(restore), "position": eta.position if eta else None,
         "priority_class": restore.priority_class, "priority_reason": restore.priority_reason,
         "progress": restore.progress, "bytes_done": restore.bytes_done, "bytes_total": restore.bytes_total,
         "eta_seconds": round(eta.seconds_left, 1) if eta and eta.seconds_left is not None else None,

@@ -164,14 +164,18 @@ class RestoreSchema(ma.Schema):
     paths = f.List(f.String())
     target = f.Dict()
     state = f.String(validate=v.OneOf(RESTORE_STATES))
-    phase = f.String()
-    position = f.Integer(allow_none=True, metadata={"description": "1 = next to start; null unless queued"})
+    phase = f.String(metadata={"description": "the step a running restore is on (the last step, once finished)"})
+    outcome = f.String(metadata={"description": "for people: queued, running (step), finished, finished with N "
+                                                "damaged chunk(s), failed: reason, cancelled"})
+    position = f.Integer(allow_none=True, metadata={"description": "1 + the restores (any tenant's) that will "
+                                                                   "start before this one; null unless queued"})
     priority_class = f.String()
     priority_reason = f.String()
     progress = f.Float(metadata={"description": "0.0 to 1.0"})
     bytes_done = f.Integer()
     bytes_total = f.Integer()
-    eta_seconds = f.Float(allow_none=True)
+    eta_seconds = f.Float(allow_none=True, metadata={"description": "until it finishes, the work ahead included; "
+                                                                     "null when unknown (nothing measured yet)"})
     error = f.String()
     report = f.Dict()
     created_at = UTCDateTime()

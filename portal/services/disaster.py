@@ -10,7 +10,8 @@
 - **Projection**: each VM's restore takes size / measured throughput (recent full restores and fire
   drills, per worker); ``workers`` restores run at once, each worker taking the next VM in order when it
   is free (list scheduling). A class's expected completion is when its last VM finishes; it is compared
-  with the tier's RTO target, counted from the start of the run.
+  with the tier's RTO target, counted from the start of the run. Before anything was measured the times
+  are unknown (None), not guessed.
 
 The planner is read-only; ``start`` commits the run row and audits it, then requests each restore
 through ``runs.request_restore`` (row committed, then enqueued on its priority's queue), in plan order.
@@ -132,7 +133,7 @@ class Entry:
     point: BackupPoint
     priority: Priority
     size: int
-    finish_seconds: float = 0.0
+    finish_seconds: float | None = 0.0  # None: unknown (nothing measured yet)
 
     @property
     def rto_minutes(self) -> int | None:
@@ -149,11 +150,13 @@ class Group:
     rto_minutes: int | None
     vms: int = 0
     bytes: int = 0
-    finish_seconds: float = 0.0
+    finish_seconds: float | None = 0.0
 
     @property
     def meets_rto(self) -> bool | None:
-        return None if self.rto_minutes is None else self.finish_seconds <= self.rto_minutes * 60
+        if self.rto_minutes is None or self.finish_seconds is None:
+            return None
+        return self.finish_seconds <= self.rto_minutes * 60
 
 
 @dataclass
@@ -161,7 +164,7 @@ class Plan:
     scope: Scope
     at: datetime
     workers: int
-    bytes_per_second: float
+    bytes_per_second: float | None  # None: nothing measured yet, the times are unknown
     entries: list[Entry] = field(default_factory=list)
     missing: list[VM] = field(default_factory=list)  # no usable point at or before ``at``
     busy: list[VM] = field(default_factory=list)  # a restore of the VM is already queued or running
@@ -177,12 +180,20 @@ class Plan:
             group = groups[-1]
             group.vms += 1
             group.bytes += entry.size
-            group.finish_seconds = max(group.finish_seconds, entry.finish_seconds)
+            group.finish_seconds = _latest(group.finish_seconds, entry.finish_seconds)
         return groups
 
     @property
-    def total_seconds(self) -> float:
-        return max((e.finish_seconds for e in self.entries), default=0.0)
+    def total_seconds(self) -> float | None:
+        total: float | None = 0.0
+        for entry in self.entries:
+            total = _latest(total, entry.finish_seconds)
+        return total
+
+
+def _latest(a: float | None, b: float | None) -> float | None:
+    """The later of two finishing times; unknown when either is."""
+    return None if a is None or b is None else max(a, b)
 
 
 def plan(scope: Scope, at: datetime, workers: int, bytes_per_second: float | None = None) -> Plan:
@@ -202,7 +213,7 @@ def plan(scope: Scope, at: datetime, workers: int, bytes_per_second: float | Non
             result.busy.append(vm)
         else:
             result.entries.append(Entry(vm, point, priority_of(vm), point.size_bytes or vm.size_bytes))
-    for entry, finish in zip(result.entries, eta.simulate([e.size for e in result.entries], workers, speed),
+    for entry, finish in zip(result.entries, eta.project([e.size for e in result.entries], workers, speed),
                              strict=True):
         entry.finish_seconds = finish
     return result
@@ -215,7 +226,7 @@ def start(actor: User, scope: Scope, at: datetime, workers: int) -> DisasterRun:
         raise DisasterError("nothing to restore: no VM in this scope has a usable backup point"
                             + (" that is not already being restored" if planned.busy else ""))
     run = DisasterRun(scope=scope.kind, scope_value=scope.value, scope_label=scope.label, point_in_time=at,
-                      workers=workers, bytes_per_second=planned.bytes_per_second, started_by_id=actor.id,
+                      workers=workers, bytes_per_second=planned.bytes_per_second or 0.0, started_by_id=actor.id,
                       started_by=actor.email, created_at=clock.now(),
                       summary={"planned": len(planned.entries), "missing": [vm.id for vm in planned.missing],
                                "busy": [vm.id for vm in planned.busy], "skipped": []})
@@ -262,7 +273,7 @@ class ClassProgress:
         ("queued", "running", "done", "failed", "cancelled"), 0))
     bytes_done: int = 0
     bytes_total: int = 0
-    seconds_left: float = 0.0
+    seconds_left: float | None = 0.0  # None: unknown (nothing measured yet)
     finished_at: datetime | None = None
 
     @property
@@ -297,6 +308,8 @@ class Board:
     def expected(self, progress: ClassProgress) -> datetime | None:
         """When the class is (or was) complete: projected while active, measured once finished."""
         if progress.active:
+            if progress.seconds_left is None:
+                return None
             return clock.now() + timedelta(seconds=progress.seconds_left)
         return progress.finished_at
 
@@ -328,7 +341,7 @@ def board(run: DisasterRun) -> Board:
         if tier is not None and tier.rto_minutes:
             progress.rto_minutes = min(progress.rto_minutes or tier.rto_minutes, tier.rto_minutes)
         if restore.id in projection:
-            progress.seconds_left = max(progress.seconds_left, projection[restore.id].seconds_left)
+            progress.seconds_left = _latest(progress.seconds_left, projection[restore.id].seconds_left)
         if restore.finished_at and (progress.finished_at is None or restore.finished_at > progress.finished_at):
             progress.finished_at = restore.finished_at
     return Board(run, [c for c in classes.values() if c.total], restores)
@@ -351,7 +364,7 @@ class CustomerRow:
     restore: Restore
     run_id: int
     position: int | None
-    seconds_left: float
+    seconds_left: float | None
 
 
 def customer_view(user: User, limit: int = 100) -> list[CustomerRow]:
@@ -376,11 +389,11 @@ def customer_view(user: User, limit: int = 100) -> list[CustomerRow]:
 @dataclass(frozen=True)
 class FleetProjection:
     workers: int
-    total_seconds: float
-    critical_seconds: float  # when the last critical-class VM is back
+    total_seconds: float | None  # None: unknown (nothing measured yet)
+    critical_seconds: float | None  # when the last critical-class VM is back
 
 
-def fleet_rto(max_workers: int) -> tuple[float, list[FleetProjection], Plan]:
+def fleet_rto(max_workers: int) -> tuple[float | None, list[FleetProjection], Plan]:
     """Time to restore every VM from its newest usable point, for 1..max_workers workers."""
     speed = eta.throughput()
     full = plan(Scope("all"), clock.now(), 1, speed)
@@ -389,6 +402,9 @@ def fleet_rto(max_workers: int) -> tuple[float, list[FleetProjection], Plan]:
     sizes = [e.size for e in full.entries]
     projections = []
     for workers in range(1, max_workers + 1):
+        if speed is None:
+            projections.append(FleetProjection(workers, None, None))
+            continue
         finishes = eta.simulate(sizes, workers, speed)
         critical = [f for e, f in zip(full.entries, finishes, strict=True) if e.priority.klass == "critical"]
         projections.append(FleetProjection(workers, max(finishes, default=0.0), max(critical, default=0.0)))

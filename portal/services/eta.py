@@ -1,10 +1,18 @@
 """Queue positions and ETAs of restores, from the measured throughput of recent restores and fire drills.
 
 One model for every page that shows them (a restore's page, the status page, the disaster board, the
-customer dashboard during a disaster, the API): workers take running restores to the end, then queued ones
-by priority class and request time (as the queues do); each restore takes its size over the measured
-throughput of one restore; ``workers`` restores run at once, each worker taking the next one when it is
-free (list scheduling).
+customer dashboard during a disaster, the API), computed by ``queue`` (``estimate`` is one row of it):
+
+- **Order.** Workers take running restores to the end, then queued ones by priority class, and within a
+  class in the order they were requested (``waiting_order``; the queues are FIFO per class, and re-ranking
+  puts a moved job back in that order, ``portal.services.ranking``).
+- **Position** of a queued restore = 1 + the number of restores that will start before it (the queued
+  restores ahead of it in that order; running ones have started already). 1 = next to start. Running and
+  finished restores have no position.
+- **ETA** = the time until the restore finishes: the work ahead of it (what is left of the running
+  restores, then the queued restores before it, ``workers`` at a time, each worker taking the next one when
+  it is free: list scheduling) plus its own size, at the measured throughput of one restore. Nothing
+  measured yet (no full restore or fire drill finished here): the ETA is unknown (None), never a guess.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
@@ -22,20 +31,26 @@ from ..models import FireDrill, Restore
 from ..models.runs import ACTIVE_STATES, DONE, QUEUED, RUNNING
 from .priority import CLASSES
 
-DEFAULT_BYTES_PER_SECOND = 200 * 1024 * 1024  # until a restore has been measured here
 RECENT = 20
 
 
 @dataclass(frozen=True)
 class Estimate:
-    position: int | None  # 1 = next to start in its class order; None once running or finished
-    ahead: int  # restores (any tenant's) that run or start before this one
-    bytes_per_second: float
-    seconds_left: float | None
+    position: int | None  # 1 + restores that will start before this one; None unless queued
+    bytes_per_second: float | None  # measured throughput of one restore; None: nothing measured yet
+    seconds_left: float | None  # until it finishes, the work ahead included; None: unknown or finished
+
+    @property
+    def before(self) -> int:
+        """Restores (any tenant's) that will start before this one."""
+        return self.position - 1 if self.position else 0
 
 
-def throughput() -> float:
-    """Bytes/second of one restore, from recent full restores and fire drills (they are I/O bound)."""
+def throughput() -> float | None:
+    """Bytes/second of one restore, from recent full restores and fire drills (they are I/O bound).
+
+    None when neither has finished here yet: an ETA from an assumed speed would be an invented one.
+    """
     restores = db.session.scalars(
         select(Restore).where(Restore.state == DONE, Restore.kind == "full", Restore.started_at.isnot(None),
                               Restore.finished_at.isnot(None), Restore.bytes_total > 0)
@@ -46,7 +61,7 @@ def throughput() -> float:
     total = sum(r.bytes_total for r in restores) + sum(d.bytes_total for d in drills)
     seconds = sum(max((r.finished_at - r.started_at).total_seconds(), 0.001)
                   for r in restores if r.finished_at and r.started_at) + sum(d.seconds for d in drills)
-    return total / seconds if total > 0 and seconds > 0 else float(DEFAULT_BYTES_PER_SECOND)
+    return total / seconds if total > 0 and seconds > 0 else None
 
 
 def simulate(sizes: Iterable[int], workers: int, bytes_per_second: float,
@@ -67,8 +82,22 @@ def simulate(sizes: Iterable[int], workers: int, bytes_per_second: float,
     return finishes
 
 
+def project(sizes: list[int], workers: int, bytes_per_second: float | None,
+            busy: Iterable[float] = ()) -> list[float | None]:
+    """``simulate``, or unknown for every restore while nothing has been measured."""
+    if bytes_per_second is None:
+        return [None] * len(sizes)
+    return list(simulate(sizes, workers, bytes_per_second, busy))
+
+
 def size_of(restore: Restore) -> int:
     return restore.bytes_total or restore.backup_point.size_bytes
+
+
+def waiting_order(restore: Restore) -> tuple[int, datetime, int]:
+    """The order queued restores start in: class, then request time (the queues are FIFO per class)."""
+    rank = CLASSES.index(restore.priority_class) if restore.priority_class in CLASSES else len(CLASSES)
+    return rank, restore.created_at, restore.id
 
 
 def queue(workers: int = 1, bytes_per_second: float | None = None) -> dict[int, Estimate]:
@@ -77,22 +106,20 @@ def queue(workers: int = 1, bytes_per_second: float | None = None) -> dict[int, 
     active = db.session.scalars(select(Restore).where(Restore.state.in_(ACTIVE_STATES))
                                 .options(joinedload(Restore.backup_point))).all()
     running = sorted((r for r in active if r.state == RUNNING), key=lambda r: (r.started_at or clock.now(), r.id))
-    queued = sorted((r for r in active if r.state == QUEUED),
-                    key=lambda r: (CLASSES.index(r.priority_class) if r.priority_class in CLASSES else len(CLASSES),
-                                   r.created_at, r.id))
-    left = [max(size_of(r) - r.bytes_done, 0) / speed for r in running]
-    result = {r.id: Estimate(None, 0, speed, seconds) for r, seconds in zip(running, left, strict=True)}
-    finishes = simulate([size_of(r) for r in queued], max(workers, 1), speed, busy=left)
+    queued = sorted((r for r in active if r.state == QUEUED), key=waiting_order)
+    left = [max(size_of(r) - r.bytes_done, 0) / speed for r in running] if speed else []
+    result = {r.id: Estimate(None, speed, left[n] if speed else None) for n, r in enumerate(running)}
+    finishes = project([size_of(r) for r in queued], max(workers, 1), speed, busy=left)
     for index, (restore, finish) in enumerate(zip(queued, finishes, strict=True)):
-        result[restore.id] = Estimate(index + 1, len(running) + index, speed, finish)
+        result[restore.id] = Estimate(index + 1, speed, finish)
     return result
 
 
 def estimate(restore: Restore, workers: int = 1) -> Estimate:
     """The restore's position and time left; finished restores have neither."""
     if restore.state not in (QUEUED, RUNNING):
-        return Estimate(None, 0, throughput(), None)
-    return queue(workers).get(restore.id) or Estimate(None, 0, throughput(), None)
+        return Estimate(None, throughput(), None)
+    return queue(workers).get(restore.id) or Estimate(None, throughput(), None)
 
 
 def finished_in(restore: Restore) -> float | None:

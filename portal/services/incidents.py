@@ -216,9 +216,8 @@ def get_for(user: User, incident_id: int) -> Incident | None:
 @dataclass(frozen=True)
 class QueueEntry:
     restore: Restore
-    position: int | None  # 1 = next to start; None once running
-    ahead: int  # restores (any tenant's) that run before this one
-    seconds_left: float | None
+    position: int | None  # 1 + restores (any tenant's) that will start before this one; None once running
+    seconds_left: float | None  # None: unknown (nothing measured yet)
     finishes_at: datetime | None
 
 
@@ -238,8 +237,9 @@ def queue_for(user: User, now: datetime | None = None) -> list[QueueEntry]:
     entries = []
     for restore in own:
         estimate = estimates[restore.id]
-        left = estimate.seconds_left or 0.0
-        entries.append(QueueEntry(restore, estimate.position, estimate.ahead, left, moment + timedelta(seconds=left)))
+        left = estimate.seconds_left
+        entries.append(QueueEntry(restore, estimate.position, left,
+                                  None if left is None else moment + timedelta(seconds=left)))
     entries.sort(key=lambda e: (e.position is not None, e.position or 0, e.restore.id))
     return entries[:QUEUE_LIMIT]
 

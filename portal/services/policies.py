@@ -9,7 +9,7 @@ from flask import current_app
 
 from ..extensions import db
 from ..models import VM, Policy, SlaTier, User
-from . import audit
+from . import audit, ranking
 
 MIN_RPO_MINUTES = 15
 MAX_RPO_MINUTES = 24 * 60
@@ -120,6 +120,8 @@ def update(actor: User, vm: VM, values: dict[str, Any]) -> Policy:
     if before != after:
         audit.record(actor, "policy.update", vm, before=before, after=after)
     db.session.commit()
+    if before["business_critical"] != after["business_critical"]:
+        ranking.rerank(actor, vm_ids=[vm.id])  # the flag is part of the restore class
     return policy
 
 

@@ -19,6 +19,10 @@ def restore_queue(priority_class: str) -> str:
     return f"restore-{priority_class}"
 
 
+class NoRedis(RuntimeError):
+    """No Redis is configured: set LIFEBOAT_REDIS_URL, or start the embedded one with 'lifeboat redis'."""
+
+
 def redis_url(config: Any) -> str:
     url = str(config.get("REDIS_URL") or "")
     if url:
@@ -28,7 +32,7 @@ def redis_url(config: Any) -> str:
         with open(pointer, encoding="utf-8") as handle:
             return handle.read().strip()
     except OSError:
-        raise RuntimeError("no Redis: set LIFEBOAT_REDIS_URL, or start the embedded one with 'lifeboat redis'") \
+        raise NoRedis("no Redis: set LIFEBOAT_REDIS_URL, or start the embedded one with 'lifeboat redis'") \
             from None
 
 
@@ -54,3 +58,55 @@ def position(queue: str, job_id: str) -> int | None:
 
     ids = Queue(queue, connection=connection()).get_job_ids()
     return ids.index(job_id) + 1 if job_id in ids else None
+
+
+def move(job_id: str, source: str, target: str) -> bool:
+    """Move a waiting job to another queue, keeping its id; False when it no longer waits in ``source``.
+
+    Removing it first is the test: a worker that took the job meanwhile leaves nothing to remove, and the
+    job is not queued a second time.
+    """
+    from rq import Queue
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    if target not in QUEUES:
+        raise ValueError(f"unknown queue {target!r}")
+    redis_connection = connection()
+    if not Queue(source, connection=redis_connection).remove(job_id):
+        return False
+    try:
+        job = Job.fetch(job_id, connection=redis_connection)
+    except NoSuchJobError:
+        return False  # expired meanwhile: the reconciler re-queues the row on its (new) class's queue
+    Queue(target, connection=redis_connection).enqueue_job(job)
+    return True
+
+
+def arrange(queue: str, order: list[str]) -> None:
+    """Put the waiting jobs of ``queue`` in ``order`` (ids not named keep their order, after the named ones).
+
+    Workers pop from the head meanwhile: the list is rewritten in a transaction that is retried whenever the
+    list changed since it was read (optimistic locking with WATCH), so no job is lost or doubled.
+    """
+    from redis.exceptions import WatchError
+    from rq import Queue
+
+    redis_connection = connection()
+    key = Queue(queue, connection=redis_connection).key
+    rank = {job_id: index for index, job_id in enumerate(order)}
+    with redis_connection.pipeline() as pipe:
+        while True:
+            try:
+                pipe.watch(key)
+                ids = [raw.decode() for raw in pipe.lrange(key, 0, -1)]
+                wanted = sorted(ids, key=lambda job_id: rank.get(job_id, len(rank)))  # stable: others keep order
+                if wanted == ids:
+                    return
+                pipe.multi()
+                pipe.delete(key)
+                pipe.rpush(key, *wanted)
+                pipe.execute()
+                return
+            except WatchError:
+                continue

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from ..extensions import db
 from ..models import VM, BackupRun, Notice, Restore, Verification
 from ..models.runs import ACTIVE_STATES, DONE, FAILED, QUEUED, RUNNING
-from . import drills, notify, queue, runs, verification
+from . import drills, notify, queue, ranking, runs, verification
 from .status import statuses
 
 TICK = timedelta(minutes=1)
@@ -154,10 +154,13 @@ def reconcile(result: TickResult, now: datetime | None = None) -> None:
     ]
     for row in rows:
         try:
-            found = Job.fetch(row.job_id, connection=connection).get_status()
+            job = Job.fetch(row.job_id, connection=connection)
+            found = job.get_status()
             status: str | None = str(getattr(found, "value", found))
         except NoSuchJobError:
             status = None
+        if status == "queued" and isinstance(row, Restore) and row.state == QUEUED:
+            ranking.heal(row, job.origin)  # re-ranked while Redis was away: onto its class's queue
         if status in ("queued", "started", "scheduled", "deferred"):
             continue  # Redis has it and a worker will run (or is running) it
         # Lost: Redis forgot the job, or its worker died (RQ moves abandoned jobs to the failed registry).

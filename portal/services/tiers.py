@@ -4,7 +4,7 @@ A tier is a product the provider sells, shared by every organisation on it. Tigh
 organisation to a smaller one) must never leave policies that promise more than the tier pays for, so both
 paths clamp the affected VMs' policies, audit each change with its before/after values, and leave the
 organisation a Notice that says what was clamped: the customer learns it in the portal, not from a missed
-restore.
+restore. Both re-rank the organisations' queued restores (``ranking.rerank``): the tier's class decides theirs.
 
 Also here: the account managers' read-only views over tiers, compliance (VMs beyond their RPO) and coverage
 (VMs without a valid policy).
@@ -24,7 +24,7 @@ from ..extensions import db
 from ..models import VM, Notice, Organisation, Policy, SlaTier, User
 from ..models.accounts import PRIORITY_CLASSES
 from ..security import one_line
-from . import access, audit, policies
+from . import access, audit, policies, ranking
 from .status import BackupStatus, statuses
 
 #: What a tier form may set, in display order.
@@ -118,14 +118,15 @@ def update(actor: User, tier: SlaTier, values: dict[str, Any]) -> dict[int, dict
     audit.record(actor, "tier.update", tier, before=before, after=after)
     changed = {field: after[field] for field in FIELDS if before[field] != after[field]}
     clamps: dict[int, dict[str, dict[str, tuple[Any, Any]]]] = {}
-    orgs = db.session.scalars(select(Organisation).where(Organisation.tier_id == tier.id,
-                                                         Organisation.deletion_due_at.is_(None)))
+    orgs = list(db.session.scalars(select(Organisation).where(Organisation.tier_id == tier.id,
+                                                              Organisation.deletion_due_at.is_(None))))
     for org in orgs:
         clamped = _clamp_organisation(actor, org)
         clamps[org.id] = clamped
         _notify(org, f"The terms of your SLA tier {tier.name} changed on {_today()} "
                      f"({_describe_tier_change(before, changed)}).", clamped)
     db.session.commit()
+    ranking.rerank(actor, organisation_ids=[org.id for org in orgs])  # the class may have changed
     return clamps
 
 
@@ -154,6 +155,7 @@ def assign(actor: User, org: Organisation, tier: SlaTier | None) -> dict[str, di
     new_name = tier.name if tier else "no tier"
     _notify(org, f"Your SLA tier changed from {old_name} to {new_name} on {effective}.", clamped)
     db.session.commit()
+    ranking.rerank(actor, organisation_ids=[org.id])
     return clamped
 
 

@@ -6,7 +6,15 @@ from datetime import UTC, datetime
 
 from flask import Blueprint
 
+from ..services import outcome
+
 bp = Blueprint("web", __name__)
+
+
+@bp.app_template_global()
+def job_outcome(row: object) -> str:
+    """A job's state for people: its step while active, its outcome once finished (services/outcome.py)."""
+    return outcome.describe(row)
 
 
 @bp.app_template_filter("epoch")

@@ -49,7 +49,8 @@ def restore_tested_on(points: list[Any]) -> dict[int, datetime]:
 
 @bp.app_template_global()
 def duration(seconds: float | None) -> str:
-    return "—" if seconds is None else disaster.describe(seconds)
+    """A projected duration; None is one that cannot be known yet (no restore measured)."""
+    return "unknown" if seconds is None else disaster.describe(seconds)
 
 
 # -- disaster mode ---------------------------------------------------------------------------------------

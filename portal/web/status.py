@@ -43,8 +43,11 @@ def _incident_helpers() -> dict[str, Any]:
 
 @bp.app_template_filter("eta")
 def format_eta(seconds: float | None) -> str:
+    """Time until a restore is back; None is an ETA that cannot be known yet (nothing measured)."""
     if seconds is None:
-        return "—"
+        return "unknown (no restore measured yet)"
+    if seconds < 60:
+        return "under a minute"
     if seconds < 90:
         return "about a minute"
     if seconds < 3600 * 2:

@@ -35,7 +35,7 @@ def test_vm_details_have_environment_policy_and_priority(client, world) -> None:
     vm = world["acme_staging"]
     body = client.get(f"/api/v1/vms/{vm.id}", headers=H(world["acme_member"])).json
     assert body["environment"] == "staging" and body["organisation"] == "acme" and body["tier"] == "Premium"
-    assert body["policy"]["rpo_minutes"] == 120 and body["priority_class"] == "low"
+    assert body["policy"]["rpo_minutes"] == 120 and body["priority_class"] == "high"
     assert body["bounds"]["min_rpo_minutes"] == 15 and body["backup_status"] == "none"
 
 

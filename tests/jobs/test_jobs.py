@@ -70,11 +70,9 @@ def test_restores_run_in_priority_order(file_vm, queues, world) -> None:
     globex = world["globex_vm"]
     normal = runs.request_restore(world["globex_admin"], globex, make_point_for(globex, point), "full")
     high_vm = staging
-    high_vm.policy.business_critical = True
-    db.session.commit()
     high = runs.request_restore(world["acme_admin"], high_vm, make_point_for(high_vm, point), "full")
     critical = runs.request_restore(world["acme_admin"], file_vm, point, "full")
-    # globex is production on a tier without an RTO target: normal; the staging VM is business-critical.
+    # globex is production on Basic (class normal); the staging VM one class below Premium's critical.
     assert (normal.priority_class, high.priority_class, critical.priority_class) == ("normal", "high", "critical")
     run_jobs(queues)
     db.session.expire_all()

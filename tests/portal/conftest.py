@@ -137,9 +137,9 @@ def make_point(vm: VM, revision: str = "20261124T000000Z-000000", **values: Any)
 @pytest.fixture
 def world(app: Flask) -> dict[str, Any]:
     """Two tenants on different tiers, a user of every role, a VM or two each."""
-    premium = make_tier(name="Premium", min_rpo_minutes=15, max_keep_hourly=48)
+    premium = make_tier(name="Premium", min_rpo_minutes=15, max_keep_hourly=48, restore_priority="critical")
     basic = make_tier(name="Basic", min_rpo_minutes=1440, max_keep_hourly=0, max_keep_daily=7,
-                      business_critical_included=False, rto_minutes=0)
+                      business_critical_included=False, rto_minutes=0, restore_priority="normal")
     manager = make_user("manager@lifeboat.example", "account_manager")
     acme = make_org("acme", premium, account_manager_id=manager.id)
     globex = make_org("globex", basic)

@@ -69,7 +69,8 @@ def test_business_critical_needs_a_tier_that_includes_it(client, auth, world) ->
     marked = client.post(f"/vms/{world['acme_staging'].id}/policy", data={**VALID, "business_critical": "on"})
     assert marked.status_code == 200
     page = client.get("/").data.decode()
-    assert "high" in page  # the staging VM now restores in the business-critical class
+    # the staging VM now restores in its tier's class (Premium: critical), no longer the class below it
+    assert "staging VM marked business-critical: the Premium tier&#39;s class is critical\">critical" in page
 
 
 def test_members_cannot_edit_policies(client, auth, world) -> None:
