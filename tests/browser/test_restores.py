@@ -65,6 +65,25 @@ def test_restore_a_selection_as_a_job_then_download_it(page: Any) -> None:
     assert members["etc/hostname"] == b"demo\n" and members["etc/motd"] == b"Backed up by Lifeboat\n"
 
 
+def test_a_finished_restore_shows_its_outcome_not_its_last_step(page: Any) -> None:
+    """Issue 11: 4. The worker's last step was "archiving"; the page says how it ended."""
+    sign_in(page, "admin@acme.example")
+    _browse_first_backup(page, "web-1")
+    partition = _open_folder(page, "p1")
+    etc = _open_folder(page, "etc", within=partition)
+    etc.get_by_label("motd", exact=True).check()
+    page.get_by_role("button", name="Restore selection (as a job)").click()
+    page.wait_for_url(re.compile(r"/restores/\d+$"))
+    state = page.locator("#status [data-state]")
+    expect(state).to_have_attribute("data-state", "done", timeout=JOB_TIMEOUT_MS)
+    expect(state).to_have_text("finished")
+    expect(page.locator("#status")).not_to_contain_text("archiving")
+    restore_id = page.url.rsplit("/", 1)[1]
+    page.goto("/restores")
+    row = page.locator("tr").filter(has=page.locator(f'a[href="/restores/{restore_id}"]'))
+    expect(row.locator("[data-state]")).to_have_text("finished")
+
+
 def test_full_restore_shows_progress_and_ends_with_its_report(page: Any, live_server: LiveServer) -> None:
     sign_in(page, "admin@acme.example")
     page.get_by_role("link", name="staging-api", exact=True).click()
