@@ -14,6 +14,8 @@ from . import audit, ranking
 MIN_RPO_MINUTES = 15
 MAX_RPO_MINUTES = 24 * 60
 KEEP_FIELDS = ("keep_hourly", "keep_daily", "keep_weekly", "keep_monthly")
+#: The RPOs the policy form offers (minutes), those the tier allows; the API takes any whole number in bounds.
+RPO_CHOICES = (15, 30, 60, 120, 240, 360, 720, 1440)
 FIELDS = ("rpo_minutes", *KEEP_FIELDS, "business_critical", "excluded", "exclusion_reason", "pre_hook",
           "post_hook")
 
@@ -42,6 +44,19 @@ class Bounds:
              "keep_weekly": tier.max_keep_weekly, "keep_monthly": tier.max_keep_monthly},
             tier.business_critical_included,
         )
+
+
+def rpo_choices(bounds: Bounds, current: int | None = None) -> list[int]:
+    """The RPOs to offer: the usual steps the tier allows, its finest RPO, and the current value if allowed."""
+    found = {c for c in RPO_CHOICES if bounds.min_rpo <= c <= MAX_RPO_MINUTES} | {bounds.min_rpo}
+    if current is not None and bounds.min_rpo <= current <= MAX_RPO_MINUTES:
+        found.add(current)
+    return sorted(found)
+
+
+def offers_business_critical(vm: VM) -> bool:
+    """Whether the policy form shows the business-critical choice: non-production VMs whose tier includes it."""
+    return vm.environment != "production" and Bounds.of(vm.organisation.tier).business_critical_allowed
 
 
 def policy_of(vm: VM) -> Policy:

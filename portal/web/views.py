@@ -57,7 +57,7 @@ def vm_policy(vm_id: int) -> tuple[str, int] | str:
     vm = access.get_vm(current_user, vm_id)
     if not (current_user.is_customer_admin or current_user.is_operator or current_user.is_account_manager):
         abort(403)
-    values, errors = _policy_form(request.form)
+    values, errors = _policy_form(vm, request.form)
     if not errors:
         try:
             policies.update(current_user, vm, values)
@@ -69,7 +69,9 @@ def vm_policy(vm_id: int) -> tuple[str, int] | str:
     return _render_vm(vm, errors={}, values=None, saved=True)
 
 
-def _policy_form(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
+def _policy_form(vm: VM, form: Any) -> tuple[dict[str, Any], dict[str, str]]:
+    """Values from the policy form. The business-critical checkbox counts only where the form shows it (an
+    unticked box sends nothing); sent anyway, it is validated (and refused when the tier forbids it)."""
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
     for field in ("rpo_minutes", *policies.KEEP_FIELDS):
@@ -78,7 +80,8 @@ def _policy_form(form: Any) -> tuple[dict[str, Any], dict[str, str]]:
             errors[field] = "must be a whole number"
         else:
             values[field] = int(raw)
-    values["business_critical"] = form.get("business_critical") == "on"
+    if "business_critical" in form or policies.offers_business_critical(vm):
+        values["business_critical"] = form.get("business_critical") == "on"
     values["excluded"] = form.get("excluded") == "on"
     values["exclusion_reason"] = form.get("exclusion_reason", "")[:1000]
     values["pre_hook"] = form.get("pre_hook", "")
@@ -97,10 +100,12 @@ def _render_vm(vm: VM, *, errors: dict[str, str], values: Any, saved: bool = Fal
     policy = policies.policy_of(vm)
     can_edit = current_user.is_customer_admin or current_user.is_operator or current_user.is_account_manager
     template = "vm.html"
+    bounds = policies.Bounds.of(vm.organisation.tier)
     context = dict(
         vm=vm, policy=policy, points=points, chart=size_chart(points[:60]), errors=errors,
         values=values or policies.snapshot(policy), saved=saved, can_edit=can_edit,
-        bounds=policies.Bounds.of(vm.organisation.tier), hooks=current_app.config["HOOK_CHOICES"],
+        bounds=bounds, rpo_choices=policies.rpo_choices(bounds, policy.rpo_minutes),
+        offers_business_critical=policies.offers_business_critical(vm), hooks=current_app.config["HOOK_CHOICES"],
         priority=priority_of(vm), status=statuses([vm])[vm.id], page=page,
         pages=max(1, -(-total // size)),
     )

@@ -24,8 +24,8 @@ ACME_VMS = ("web-1", "db-1", "staging-api")
 GLOBEX_VMS = ("shop-1", "dev-box")
 
 
-def _rpo_in_db(live_server: LiveServer, org_slug: str, vm_name: str) -> int:
-    """The stored RPO, read straight from the database: the page could show a value that was never saved."""
+def _rpo_in_db(live_server: LiveServer, org_slug: str, vm_name: str, field: str = "rpo_minutes") -> Any:
+    """The stored RPO (or ``field``), read from the database: the page could show a value that was never saved."""
     from portal.extensions import db
     from portal.models import VM, Organisation
 
@@ -34,7 +34,7 @@ def _rpo_in_db(live_server: LiveServer, org_slug: str, vm_name: str) -> int:
             select(VM).join(Organisation).where(Organisation.slug == org_slug, VM.name == vm_name)
         ).one()
         assert vm.policy is not None
-        value = vm.policy.rpo_minutes
+        value = getattr(vm.policy, field)
         db.session.remove()
         return value
 
@@ -111,18 +111,18 @@ def test_vm_page_shows_backup_points_and_chart(page: Any) -> None:
     expect(page.locator("table.points tbody tr").first).to_be_visible()
     expect(page.locator("svg").first).to_be_visible()
     # A customer member sees the policy but cannot change it.
-    expect(page.locator("#policy input[name=rpo_minutes]")).to_be_disabled()  # through the disabled fieldset
+    expect(page.locator("#policy select[name=rpo_minutes]")).to_be_disabled()  # through the disabled fieldset
     expect(page.get_by_role("button", name="Save policy")).to_have_count(0)
 
 
 def test_saving_a_valid_policy_swaps_in_a_confirmation_and_persists(page: Any, live_server: LiveServer) -> None:
     sign_in(page, "admin@acme.example")
     _open_vm(page, "web-1")
-    rpo = page.locator("#policy input[name=rpo_minutes]")
-    new_value = "30" if rpo.input_value() != "30" else "45"  # Premium allows 15 minutes and more
+    rpo = page.locator("#policy select[name=rpo_minutes]")
+    new_value = "30" if rpo.input_value() != "30" else "60"  # Premium allows 15 minutes and more
 
     _mark_document(page)
-    rpo.fill(new_value)
+    rpo.select_option(new_value)
     page.get_by_role("button", name="Save policy").click()
     expect(page.locator("#policy").get_by_role("status")).to_have_text("Policy saved.")
     assert _document_was_kept(page), "the form was submitted as a full page load, not swapped by htmx"
@@ -130,7 +130,7 @@ def test_saving_a_valid_policy_swaps_in_a_confirmation_and_persists(page: Any, l
     assert _rpo_in_db(live_server, "acme", "web-1") == int(new_value)
 
     page.reload()
-    expect(page.locator("#policy input[name=rpo_minutes]")).to_have_value(new_value)
+    expect(page.locator("#policy select[name=rpo_minutes]")).to_have_value(new_value)
     expect(page.locator("#policy").get_by_role("status")).to_have_count(0)  # the confirmation was one-off
 
 
@@ -139,23 +139,69 @@ def test_a_value_outside_the_tier_is_refused_with_a_message_and_nothing_is_saved
 ) -> None:
     sign_in(page, "admin@globex.example")
     _open_vm(page, "shop-1")
-    rpo = page.locator("#policy input[name=rpo_minutes]")
-    before = rpo.input_value()
-    assert _rpo_in_db(live_server, "globex", "shop-1") == int(before)
+    daily = page.locator("#policy input[name=keep_daily]")
+    before = daily.input_value()
+    assert _rpo_in_db(live_server, "globex", "shop-1", "keep_daily") == int(before)
 
     _mark_document(page)
-    rpo.fill("60")  # Basic's finest RPO is 24 h
+    daily.fill("30")  # Basic keeps at most 7 daily points
     page.get_by_role("button", name="Save policy").click()
     policy = page.locator("#policy")
     expect(policy.get_by_role("alert")).to_contain_text("Nothing was saved")
-    expect(policy.locator(".field-error")).to_contain_text("1440")
-    expect(policy.locator("input[name=rpo_minutes]")).to_have_value("60")  # what was typed, to correct it
+    expect(policy.locator(".field-error")).to_contain_text("between 0 and 7")
+    expect(policy.locator("input[name=keep_daily]")).to_have_value("30")  # what was typed, to correct it
     assert _document_was_kept(page), "the refusal was a full page load, not an htmx swap"
-    assert _rpo_in_db(live_server, "globex", "shop-1") == int(before)
+    assert _rpo_in_db(live_server, "globex", "shop-1", "keep_daily") == int(before)
 
     page.reload()
-    expect(page.locator("#policy input[name=rpo_minutes]")).to_have_value(before)
+    expect(page.locator("#policy input[name=keep_daily]")).to_have_value(before)
     expect(page.locator("#policy").get_by_role("alert")).to_have_count(0)
+
+
+def test_the_policy_form_offers_only_what_the_tier_allows(page: Any) -> None:
+    """Issue 11: 12. Basic: 24 h is the only RPO, no hourly points, no business-critical marking."""
+    sign_in(page, "admin@globex.example")
+    _open_vm(page, "dev-box")  # a development VM on Basic
+    policy = page.locator("#policy")
+    rpo = policy.locator("select[name=rpo_minutes]")
+    expect(rpo.locator("option")).to_have_text(["24 h"])
+    expect(rpo).to_have_value("1440")
+    expect(policy.locator("input[name=rpo_minutes]")).to_have_count(0)  # no free field to type 60 into
+    expect(policy.get_by_label(re.compile("Business-critical"))).to_have_count(0)
+    expect(policy.locator("[data-field=keep_hourly]")).to_contain_text("none")
+    expect(policy.get_by_label(re.compile("Exclude from backup"))).to_be_visible()  # what Basic allows stays
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/login"))
+
+    sign_in(page, "admin@acme.example")
+    _open_vm(page, "staging-api")  # staging on Premium: from 15 minutes, and the marking is included
+    rpo = page.locator("#policy select[name=rpo_minutes]")
+    expect(rpo.locator("option").first).to_have_text("15 min")
+    expect(rpo.locator("option").last).to_have_text("24 h")
+    expect(page.locator("#policy").get_by_label(re.compile("Business-critical"))).to_be_visible()
+
+
+def test_saving_the_policy_refreshes_the_priority_line(page: Any) -> None:
+    """Issue 11: 5. The business-critical flag decides the class; the line above the form follows the save."""
+    sign_in(page, "admin@acme.example")
+    _open_vm(page, "staging-api")  # demo: marked business-critical, on Premium (critical)
+    line = page.locator("#priority")
+    box = page.locator("#policy").get_by_label(re.compile("Business-critical"))
+    expect(box).to_be_checked()
+    expect(line).to_contain_text("Restore priority: critical — staging VM marked business-critical")
+
+    _mark_document(page)
+    box.uncheck()
+    page.get_by_role("button", name="Save policy").click()
+    expect(page.locator("#policy").get_by_role("status")).to_have_text("Policy saved.")
+    expect(line).to_contain_text("Restore priority: high — staging VM: one class below the Premium tier's critical")
+    assert _document_was_kept(page), "the priority line changed by a page load, not with the htmx swap"
+    expect(page.locator("#priority")).to_have_count(1)
+
+    page.locator("#policy").get_by_label(re.compile("Business-critical")).check()  # as the demo had it
+    page.get_by_role("button", name="Save policy").click()
+    expect(line).to_contain_text("Restore priority: critical")
+    assert _document_was_kept(page)
 
 
 def test_a_value_that_is_not_a_number_is_refused(page: Any, live_server: LiveServer) -> None:
