@@ -29,6 +29,7 @@ from .pagination import paginate
 blp = Blueprint("api_vms", __name__, url_prefix="/api/v1", description="VMs, policies, backup points and files")
 
 MAX_LISTING = 2000
+PENDING_409 = "the backup point is scheduled for deletion (`deletion_pending`): undo the deletion first"
 
 
 # -- lookups through the same access checks as the pages ---------------------------------------------------
@@ -227,7 +228,7 @@ class BackupUnprotect(MethodView):
 def _live_point(vm: int, backup: int) -> tuple[VM, BackupPoint]:
     target, point = get_point(vm, backup)
     if point.pending_deletion:
-        api_error(404, "not found")
+        api_error(409, deletions.pending_message(point), "deletion_pending")
     return target, point
 
 
@@ -236,6 +237,7 @@ class BackupFiles(MethodView):
     @require_scope("backups:read")
     @blp.arguments(s.FilesArgs, location="query")
     @blp.response(200, s.FilesSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description=PENDING_409)
     def get(self, args: dict[str, Any], vm: int, backup: int) -> dict[str, Any]:
         """List a directory inside the backup without restoring it (`/` lists partitions `/p1`, `/p2`...);
         with `q`, search names below `path`."""
@@ -265,6 +267,7 @@ class BackupDownload(MethodView):
     @blp.doc(responses={"200": {"description": "a .tar.gz (`format=tar.gz`) or .zip (`format=zip`) of the selection",
                                 "content": {kind: {"schema": {"type": "string", "format": "binary"}}
                                             for kind in ("application/gzip", "application/zip")}}})
+    @blp.alt_response(409, schema=ErrorSchema, description=PENDING_409)
     def get(self, args: dict[str, Any], vm: int, backup: int) -> Response:
         """Stream a .tar.gz or .zip of the selected files and folders straight from the backup."""
         target, point = _live_point(vm, backup)

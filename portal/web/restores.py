@@ -15,7 +15,7 @@ from storage.errors import StorageError
 
 from ..extensions import db
 from ..models import VM, Restore
-from ..services import access, runs, selection
+from ..services import access, deletions, runs, selection
 from ..services.eta import estimate, finished_in
 from . import bp
 
@@ -26,7 +26,7 @@ def _point(vm_id: int, backup_id: int) -> tuple[VM, object]:
     vm = access.get_vm(current_user, vm_id)
     point = access.get_backup(current_user, vm, backup_id)
     if point.pending_deletion:
-        abort(404)
+        abort(409, description=deletions.pending_message(point))
     return vm, point
 
 

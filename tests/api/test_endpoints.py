@@ -127,6 +127,25 @@ def test_deletion_with_grace_and_undo(client, world) -> None:
     assert actions.count("deletion.request") == 1 and actions.count("deletion.undo") == 1
 
 
+def test_a_point_scheduled_for_deletion_is_not_browsed_downloaded_or_restored(client, world, queues) -> None:
+    point = world["acme_point"]
+    base = f"/api/v1/vms/{point.vm_id}/backups/{point.id}"
+    admin = H(world["acme_admin"])
+    assert client.delete(base, headers=admin).status_code == 202
+    restores = Restore.query.count()
+    answers = [client.get(base + "/files", headers=admin), client.get(base + "/download?path=/p1", headers=admin),
+               client.post(f"/api/v1/vms/{point.vm_id}/restores", json={"backup": point.id, "kind": "full"},
+                           headers=admin)]
+    for answer in answers:
+        assert answer.status_code == 409 and answer.json["error"] == "deletion_pending", answer.json
+        assert "scheduled for deletion on" in answer.json["message"] and "undo" in answer.json["message"]
+    assert Restore.query.count() == restores  # nothing queued
+    assert client.post(base + "/undelete", headers=admin).status_code == 200
+    again = client.post(f"/api/v1/vms/{point.vm_id}/restores", json={"backup": point.id, "kind": "full"},
+                        headers=admin)
+    assert again.status_code == 202
+
+
 @needs_images
 def test_protect_reaches_the_engine_and_blocks_deletion(file_vm, queues, client, world) -> None:
     point = backed_up(file_vm, queues, world)
