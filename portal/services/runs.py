@@ -148,6 +148,9 @@ def cancel_restore(actor: User, restore: Restore) -> bool:
         Job.fetch(restore.job_id, connection=queue.connection()).cancel()
     except Exception:  # noqa: BLE001,S110 - the row says cancelled; the job checks it before it starts anyway
         pass
+    from . import disaster  # here: disaster requests its restores through this module
+
+    disaster.close_if_finished(restore.id)  # the last open restore of a disaster run ends it
     return True
 
 
