@@ -17,7 +17,7 @@ import os
 
 from portal.extensions import db
 from portal.models import Restore
-from portal.services import notify
+from portal.services import disaster, notify
 from storage.browse import open_revision_disk
 from storage.errors import StorageError
 from storage.restore import restore
@@ -45,11 +45,13 @@ def run_restore(restore_id: int) -> str:
                     _files(row, flask_app.config)
             mark_finished(row, "done")
             notify.event("restore.finished", row.vm.organisation, vm=row.vm, restore=row.id, kind=row.kind)
+            disaster.close_if_finished(row.id)  # the last restore of a disaster run ends it
             return row.output_path
         except Exception as exc:
             db.session.rollback()
             mark_finished(row, "failed", str(exc))
             notify.event("restore.failed", row.vm.organisation, vm=row.vm, restore=row.id, error=str(exc))
+            disaster.close_if_finished(row.id)
             raise
 
 

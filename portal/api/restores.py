@@ -81,12 +81,17 @@ class VMRestores(MethodView):
     @blp.arguments(s.RestoreRequestSchema)
     @blp.response(202, s.RestoreSchema)
     @blp.alt_response(422, schema=ErrorSchema, description="the request cannot be accepted (why in `message`)")
+    @blp.alt_response(409, schema=ErrorSchema, description="the backup point is scheduled for deletion "
+                                                           "(`deletion_pending`): undo it first")
     def post(self, body: dict[str, Any], vm: int) -> dict[str, Any]:
         """Queue a full restore (to a new image) or a file restore of `paths` from backup point `backup`."""
         target, point = get_point(vm, body["backup"])
         try:
             restore = runs.request_restore(current_user(), target, point, body["kind"], paths=body["paths"],
                                            target=body["target"])
+        except runs.PointPendingDeletion as exc:
+            db.session.rollback()
+            api_error(exc.status, str(exc), "deletion_pending")
         except runs.RestoreError as exc:
             db.session.rollback()
             api_error(422, str(exc), "restore_refused")

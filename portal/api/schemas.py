@@ -130,16 +130,31 @@ class FileEntrySchema(ma.Schema):
     target = f.String(allow_none=True)
 
 
+FILES_PAGE = 2000  # a directory is read whole from the backup anyway; also the old, unpaged answer's cap
+
+
 class FilesArgs(ma.Schema):
     path = f.String(load_default="/", validate=v.Length(min=1, max=4096),
                     metadata={"description": "an absolute directory path inside the backup; `/` lists partitions"})
     q = f.String(load_default="", validate=v.Length(max=200), metadata={"description": "search names below path"})
+    cursor = f.String(load_default=None, validate=v.Length(max=500),
+                      metadata={"description": "the `next` value of the previous page"})
+    limit = f.Integer(load_default=FILES_PAGE, validate=v.Range(min=1),
+                      metadata={"description": f"entries per page (default and at most {FILES_PAGE})"})
 
 
 class FilesSchema(ma.Schema):
-    path = f.String()
-    entries = f.List(f.Nested(FileEntrySchema))
-    truncated = f.Boolean()
+    """A list like every other (``items``, ``next``), plus the directory listed."""
+
+    items = f.List(f.Nested(FileEntrySchema), required=True,
+                   metadata={"description": "the directory's entries sorted by name (search: in tree order)"})
+    next = f.String(required=True, allow_none=True,
+                    metadata={"description": "cursor of the next page; null on the last page"})
+    path = f.String(required=True)
+    entries = f.List(f.Nested(FileEntrySchema), metadata={
+        "deprecated": True, "description": "deprecated alias of `items` (this page), removed in the next release"})
+    truncated = f.Boolean(metadata={
+        "deprecated": True, "description": "deprecated: true when `next` is not null, removed in the next release"})
 
 
 class TargetSchema(Strict):

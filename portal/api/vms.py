@@ -24,11 +24,11 @@ from ..services.status import statuses
 from . import schemas as s
 from .auth import check_vm, current_token, current_user, require_scope
 from .errors import ErrorSchema, api_error
-from .pagination import paginate
+from .pagination import decode, encode, paginate
 
 blp = Blueprint("api_vms", __name__, url_prefix="/api/v1", description="VMs, policies, backup points and files")
 
-MAX_LISTING = 2000
+PENDING_409 = "the backup point is scheduled for deletion (`deletion_pending`): undo the deletion first"
 
 
 # -- lookups through the same access checks as the pages ---------------------------------------------------
@@ -227,7 +227,7 @@ class BackupUnprotect(MethodView):
 def _live_point(vm: int, backup: int) -> tuple[VM, BackupPoint]:
     target, point = get_point(vm, backup)
     if point.pending_deletion:
-        api_error(404, "not found")
+        api_error(409, deletions.pending_message(point), "deletion_pending")
     return target, point
 
 
@@ -236,24 +236,33 @@ class BackupFiles(MethodView):
     @require_scope("backups:read")
     @blp.arguments(s.FilesArgs, location="query")
     @blp.response(200, s.FilesSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description=PENDING_409)
     def get(self, args: dict[str, Any], vm: int, backup: int) -> dict[str, Any]:
         """List a directory inside the backup without restoring it (`/` lists partitions `/p1`, `/p2`...);
-        with `q`, search names below `path`."""
+        with `q`, search names below `path`. Paged like every list (`items`, `next`); `entries` and
+        `truncated` are deprecated aliases for one release."""
         target, point = _live_point(vm, backup)
         path = args["path"]
         if not path.startswith("/") or "\x00" in path:
             api_error(400, "path must be absolute")
+        # A backup point never changes, so a position in its listing is a stable cursor.
+        start = decode(args["cursor"], [int])[0] if args["cursor"] else 0
+        if start < 0:
+            api_error(400, "the cursor is not valid; start again without one", "bad_cursor")
+        end = start + min(args["limit"], s.FILES_PAGE)
         try:
             with open_revision_disk(current_app.config["STORAGE_ROOT"], target.repository_name,
                                     point.revision) as disk:
                 if args["q"].strip():
-                    entries = disk.search(path, args["q"].strip(), limit=MAX_LISTING + 1)
+                    entries = disk.search(path, args["q"].strip(), limit=end + 1)
                 else:
                     entries = disk.list_dir(path)
         except StorageError as exc:
             api_error(422, str(exc), "storage_error")
-        return {"path": path, "entries": [e.to_json() for e in entries[:MAX_LISTING]],
-                "truncated": len(entries) > MAX_LISTING}
+        items = [e.to_json() for e in entries[start:end]]
+        more = len(entries) > end
+        return {"items": items, "next": encode([end]) if more else None, "path": path, "entries": items,
+                "truncated": more}
 
 
 @blp.route("/vms/<id:vm>/backups/<id:backup>/download")
@@ -265,6 +274,7 @@ class BackupDownload(MethodView):
     @blp.doc(responses={"200": {"description": "a .tar.gz (`format=tar.gz`) or .zip (`format=zip`) of the selection",
                                 "content": {kind: {"schema": {"type": "string", "format": "binary"}}
                                             for kind in ("application/gzip", "application/zip")}}})
+    @blp.alt_response(409, schema=ErrorSchema, description=PENDING_409)
     def get(self, args: dict[str, Any], vm: int, backup: int) -> Response:
         """Stream a .tar.gz or .zip of the selected files and folders straight from the backup."""
         target, point = _live_point(vm, backup)

@@ -100,7 +100,7 @@ class Pending:
     label: str
     organisation: str
     requested_at: datetime | None
-    due_at: datetime
+    due_at: datetime | None  # None: taken out of the bin (an undo), shown as kept until the page reloads
     requested_by: str
 
 
@@ -197,6 +197,12 @@ def may_delete(actor: User, obj: Any) -> bool:
     if obj.deletion_due_at is not None or is_purged(obj) or getattr(obj, "protected", False):
         return False
     return refusal(actor, obj) is None
+
+
+def pending_message(obj: Any) -> str:
+    """Why an object waiting for deletion is not offered for browsing or restoring (pages: 409, API: 409)."""
+    return (f"The {label_of(obj)} is scheduled for deletion on {obj.deletion_due_at:%Y-%m-%d %H:%M} UTC; "
+            "undo the deletion in the recycle bin to browse or restore from it.")
 
 
 def may_undo(actor: User, obj: Any) -> bool:
@@ -298,7 +304,8 @@ def request_by_policy(obj: Any, actor: str, reason: str, *, now: datetime | None
 
 
 def undo(actor: User, obj: Any, *, now: datetime | None = None) -> Any:
-    """Take ``obj`` out of the recycle bin; audited, and its deletion notice dismissed."""
+    """Take ``obj`` out of the recycle bin; audited, its deletion notice dismissed, and a
+    ``deletion.cancelled`` notification to those who heard of the deletion."""
     _check_reach(actor, obj)
     reason = refusal(actor, obj, undoing=True)
     if reason:
@@ -306,11 +313,13 @@ def undo(actor: User, obj: Any, *, now: datetime | None = None) -> Any:
     if obj.deletion_due_at is None:
         raise DeletionError(f"The {label_of(obj)} is not scheduled for deletion.")
     before = _state(obj)
+    due, by_policy = obj.deletion_due_at, kind_of(obj) == "backup" and obj.deletion_requested_by_id is None
     obj.deletion_requested_at = obj.deletion_due_at = obj.deletion_requested_by_id = None
     audit.record(actor, "deletion.undo", obj, before=before, after=_state(obj) | {"kind": kind_of(obj)},
                  organisation_id=organisation_id_of(obj), label=label_of(obj))
     _dismiss_notices(obj, now or clock.now())
     db.session.commit()
+    notify.deletion_cancelled(obj, due=due, by_policy=by_policy, actor=actor.email)
     return obj
 
 
@@ -363,12 +372,20 @@ def _scoped_pending(kind: str, user: User, limit: int) -> list[Any]:
 def pending_for(user: User, *, limit: int = 500) -> list[Pending]:
     """The recycle bin as ``user`` may see it, soonest first (at most ``limit`` per kind)."""
     rows = [(kind, obj) for kind in KINDS for obj in _scoped_pending(kind, user, limit)]
+    return sorted(_entries(rows), key=lambda e: (e.due_at, e.kind, e.obj.id))
+
+
+def entry_for(obj: Any) -> Pending:
+    """The recycle bin's line for one object, also when it is no longer pending (after an undo)."""
+    return _entries([(kind_of(obj), obj)])[0]
+
+
+def _entries(rows: list[tuple[str, Any]]) -> list[Pending]:
     asker_ids = {obj.deletion_requested_by_id for _, obj in rows if obj.deletion_requested_by_id}
     askers = {u.id: u.email for u in db.session.scalars(select(User).where(User.id.in_(asker_ids)))}
-    entries = [Pending(kind=kind, obj=obj, label=label_of(obj), organisation=_org_name(kind, obj),
-                       requested_at=obj.deletion_requested_at, due_at=obj.deletion_due_at,
-                       requested_by=askers.get(obj.deletion_requested_by_id, "")) for kind, obj in rows]
-    return sorted(entries, key=lambda e: (e.due_at, e.kind, e.obj.id))
+    return [Pending(kind=kind, obj=obj, label=label_of(obj), organisation=_org_name(kind, obj),
+                    requested_at=obj.deletion_requested_at, due_at=obj.deletion_due_at,
+                    requested_by=askers.get(obj.deletion_requested_by_id, "")) for kind, obj in rows]
 
 
 def _org_name(kind: str, obj: Any) -> str:

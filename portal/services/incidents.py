@@ -2,8 +2,10 @@
 affected, and the restore queue as each customer sees it on the status page.
 
 A maintenance window is shown from the moment it is announced until it ends (or is resolved earlier); a
-disaster stays shown until an operator resolves it. Disaster mode (``portal.services.disaster``) calls
-``open_incident`` when a disaster run starts, so customers see the banner without an operator typing it.
+disaster stays shown until it is resolved. Disaster mode (``portal.services.disaster``) calls
+``open_incident`` when a disaster run starts, so customers see the banner without an operator typing it, and
+``resolve_if_open`` when the run's last restore has reached a final state, with a last update that says how it
+ended (an operator may resolve it earlier by hand).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import joinedload
 
 from .. import clock
@@ -106,6 +108,26 @@ def resolve(incident: Incident, actor: User | str, message: str = "") -> Inciden
     if message.strip():
         _add_update(incident, actor, message)
     incident.state, incident.resolved_at = RESOLVED, clock.now()
+    audit.record(actor, "incident.resolve", incident, before=before, after=snapshot(incident))
+    db.session.commit()
+    return incident
+
+
+def resolve_if_open(incident_id: int, actor: User | str, message: str) -> Incident | None:
+    """Resolve the incident with ``message`` as its last update, unless it is resolved already (by an operator,
+    or by another worker in the same instant); None then. The state changes by compare-and-set, so when two
+    workers finish a disaster run's last restores together the customers still get one final update."""
+    incident = db.session.get(Incident, incident_id)
+    if incident is None or incident.state != OPEN:
+        return None
+    before = snapshot(incident)
+    won = db.session.execute(update(Incident).where(Incident.id == incident_id, Incident.state == OPEN)
+                             .values(state=RESOLVED, resolved_at=clock.now())).rowcount  # type: ignore[attr-defined]
+    if not won:
+        db.session.rollback()
+        return None
+    db.session.refresh(incident)
+    _add_update(incident, actor, message[:MAX_MESSAGE])
     audit.record(actor, "incident.resolve", incident, before=before, after=snapshot(incident))
     db.session.commit()
     return incident

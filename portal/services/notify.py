@@ -86,6 +86,8 @@ KINDS: dict[str, Kind] = {
                                distinct_by="object"),
     "deletion.imminent": Kind("Deletion within 24 hours", "{label} will be deleted within a day, on {due} UTC",
                               audience="admins", distinct_by="object"),
+    "deletion.cancelled": Kind("Deletion cancelled", "{label} will not be deleted: the deletion due on {due} UTC "
+                               "was cancelled", audience="admins", distinct_by="object"),
     "inventory.sync_refused": Kind("Inventory sync refused", "Inventory sync for {scope} refused: {reason}",
                                    audience="staff", distinct_by="sync"),
     "drill.failed": Kind("Fire drill failed", "Fire drill of {vm} failed: {error}", audience="admins"),
@@ -93,7 +95,8 @@ KINDS: dict[str, Kind] = {
 #: not events of the world: a webhook's test delivery and the daily digest mail
 TEST_KIND, DIGEST_KIND = "webhook.test", "digest"
 #: what a webhook gets when it names no events
-WEBHOOK_DEFAULT_EVENTS = ("backup.finished", "restore.finished", "rpo.missed", "deletion.scheduled")
+WEBHOOK_DEFAULT_EVENTS = ("backup.finished", "restore.finished", "rpo.missed", "deletion.scheduled",
+                          "deletion.cancelled")
 
 DEFAULT_EMAIL = {CUSTOMER_ADMIN: "immediate", CUSTOMER_MEMBER: "daily", ACCOUNT_MANAGER: "off",
                  OPERATOR: "immediate"}
@@ -407,8 +410,10 @@ def _raised_since(kind: str, key: str, since: datetime) -> bool:
                                                            Notification.created_at >= since).limit(1)) is not None
 
 
-def deletion_event(kind: str, obj: Any) -> list[int]:
-    """``deletion.scheduled`` or ``deletion.imminent`` for a backup point, VM, user or organisation."""
+def deletion_event(kind: str, obj: Any, *, due: datetime | None = None, by_policy: bool | None = None,
+                   **extra: Any) -> list[int]:
+    """``deletion.scheduled``, ``deletion.imminent`` or ``deletion.cancelled`` for a backup point, VM, user or
+    organisation. ``due`` and ``by_policy`` default to the object's state; an undo has already cleared it."""
     from . import deletions
 
     try:
@@ -420,11 +425,42 @@ def deletion_event(kind: str, obj: Any) -> list[int]:
     except Exception:  # noqa: BLE001 - as event(): never fail the deletion that reported it
         log.exception("deletion notification for %r could not be prepared", obj)
         return []
-    details = {"object": f"{what}:{obj.id}", "label": label[0].upper() + label[1:], "due": obj.deletion_due_at}
-    if vm is not None and _by_policy(obj):
+    details = {"object": f"{what}:{obj.id}", "label": label[0].upper() + label[1:],
+               "due": due or obj.deletion_due_at, **extra}
+    if vm is not None and (_by_policy(obj) if by_policy is None else by_policy):
         return _guarded(kind, org, vm, details, key=_policy_key(vm, details["object"]),
                         people_group=_policy_key(vm, ""), people_window=POLICY_PEOPLE_WINDOW)
     return _guarded(kind, org, vm, details)
+
+
+def deletion_cancelled(obj: Any, *, due: datetime, by_policy: bool, actor: str) -> list[int]:
+    """Tell the people who heard of ``obj``'s deletion that it was undone, and mark their unread
+    ``deletion.scheduled`` / ``deletion.imminent`` portal notifications of it read: they are no longer true,
+    and the unread count should not keep announcing a deletion that will not happen.
+
+    A retention run's grouped ``deletion.scheduled`` (one for many points) stays as it is: the other points
+    it lists are still going.
+    """
+    try:
+        from . import deletions
+
+        ref = f"{deletions.kind_of(obj)}:{obj.id}"
+        vm = obj.vm if isinstance(obj, BackupPoint) else (obj if isinstance(obj, VM) else None)
+        org_id = deletions.organisation_id_of(obj)
+        org = db.session.get(Organisation, org_id) if org_id is not None else None
+        keys = {_dedup_key(KINDS["deletion.scheduled"], org, vm, {"object": ref})}
+        if vm is not None:
+            keys.add(_policy_key(vm, ref))
+        now = clock.now()
+        for row in db.session.scalars(select(Notification).where(
+                Notification.kind.in_(("deletion.scheduled", "deletion.imminent")), Notification.channel == "portal",
+                Notification.dedup_key.in_(keys), Notification.read_at.is_(None))):
+            row.read_at = now
+        db.session.commit()
+    except Exception:  # noqa: BLE001 - as event(): never fail the undo that reported it
+        log.exception("superseded deletion notifications of %r could not be marked read", obj)
+        db.session.rollback()
+    return deletion_event("deletion.cancelled", obj, due=due, by_policy=by_policy, cancelled_by=actor)
 
 
 def _by_policy(obj: Any) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 from ..extensions import db
 from ..models import VM, BackupPoint, BackupRun, Restore, User
 from ..models.runs import ACTIVE_STATES, CANCELLED, DONE, FAILED, QUEUED
-from . import audit, notify, queue
+from . import audit, deletions, notify, queue
 from .priority import priority_of
 
 
@@ -23,6 +23,12 @@ class RestoreForbidden(RestoreError):
     """The actor may not request this kind of restore."""
 
     status = 403
+
+
+class PointPendingDeletion(RestoreError):
+    """The backup point waits in the recycle bin: nothing is restored from it unless the deletion is undone."""
+
+    status = 409
 
 
 def request_backup(vm: VM, actor: User | str = "system:scheduler") -> BackupRun:
@@ -40,8 +46,10 @@ def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: l
                     target: dict[str, Any] | None = None) -> Restore:
     if kind not in ("full", "files"):
         raise RestoreError("kind must be 'full' or 'files'")
-    if point.vm_id != vm.id or point.pending_deletion:
+    if point.vm_id != vm.id:
         raise RestoreError("that backup point is not available")
+    if point.pending_deletion:
+        raise PointPendingDeletion(deletions.pending_message(point))
     if (target or {}).get("type") == "in_place":
         check_in_place(actor, vm, kind)
     if (target or {}).get("type") == "in_vm":
@@ -140,6 +148,9 @@ def cancel_restore(actor: User, restore: Restore) -> bool:
         Job.fetch(restore.job_id, connection=queue.connection()).cancel()
     except Exception:  # noqa: BLE001,S110 - the row says cancelled; the job checks it before it starts anyway
         pass
+    from . import disaster  # here: disaster requests its restores through this module
+
+    disaster.close_if_finished(restore.id)  # the last open restore of a disaster run ends it
     return True
 
 

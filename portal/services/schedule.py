@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from ..extensions import db
 from ..models import VM, BackupRun, Notice, Restore, Verification
 from ..models.runs import ACTIVE_STATES, DONE, FAILED, QUEUED, RUNNING
-from . import drills, notify, queue, ranking, runs, verification
+from . import disaster, drills, notify, queue, ranking, runs, verification
 from .status import statuses
 
 TICK = timedelta(minutes=1)
@@ -93,6 +93,7 @@ def tick(now: datetime) -> TickResult:
         ("verifications", lambda: result.verifications.extend(verification.schedule_due(now))),
         ("fire drills", lambda: drills.schedule(now)),  # each VM at least monthly, bounded (services/drills.py)
         ("reconcile", lambda: reconcile(result, now)),
+        ("disaster runs", disaster.close_finished),  # a run whose last restore ended unseen (or just failed above)
     ]
     for name, step in steps:
         try:

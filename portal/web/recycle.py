@@ -1,8 +1,11 @@
 """The recycle bin, delete and undo: one click, no "are you sure" (the grace period and Undo are the safety).
 
-htmx requests get the ``_deletion_controls.html`` fragment (the button turns into "deleted on … Undo" and
-back); plain form posts get a redirect with a flash message, so everything works without JavaScript.
-Refusals keep their status (403, 404, 409) and a message; the fragment opts in to being swapped on them.
+htmx requests get ``_deletion_response.html``: the controls (the button turns into "deleted on … Undo" and
+back), or in the bin the whole row, plus out-of-band swaps of what else the action made stale on the page the
+form names in ``place`` (the bin's count, the VM page's warning, a point's Browse / Full restore) and on every
+page (the upcoming-deletions banner, the unread count: an undo notifies). Plain form posts get a redirect with
+a flash message, so everything works without JavaScript. Refusals keep their status (403, 404, 409) and a
+message; the fragment opts in to being swapped on them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from ..security import same_site_path
 from ..services import deletions
 from ..services.deletions import DeletionError
 from . import bp
+
+PLACES = ("bin", "vm", "point")
 
 
 @bp.app_context_processor
@@ -105,9 +110,23 @@ def _act(action: str, obj: Any) -> Response | tuple[str, int]:
     if _is_htmx():
         if fresh is None or deletions.is_purged(fresh):  # a kind without grace: already gone
             return f'<span class="deletion-controls" role="status">{escape(message)}</span>', 200
-        return render_template("_deletion_controls.html", obj=fresh, message=message, back=_back()), 200
+        return _fragment(fresh, message=message), 200
     flash(message, "ok")
     return redirect(_back(), code=303)
+
+
+def _place() -> str:
+    """Where the form sits (``bin``, ``vm``, ``point`` or nothing): which out-of-band pieces exist there."""
+    place = request.form.get("place", "")
+    return place if place in PLACES else ""
+
+
+def _fragment(obj: Any, **shown: str) -> str:
+    place = _place()
+    extra: dict[str, Any] = {}
+    if place == "bin":
+        extra = {"e": deletions.entry_for(obj), "count": len(deletions.pending_for(current_user))}
+    return render_template("_deletion_response.html", obj=obj, place=place, back=_back(), **shown, **extra)
 
 
 def _message(action: str, obj: Any, label: str) -> str:
@@ -124,7 +143,7 @@ def _refused(obj: Any, exc: DeletionError) -> tuple[str, int]:
     if exc.status == 404:
         abort(404)
     if _is_htmx():
-        return render_template("_deletion_controls.html", obj=obj, error=str(exc), back=_back()), exc.status
+        return _fragment(obj, error=str(exc)), exc.status
     return render_template("error.html", code=exc.status, message=str(exc)), exc.status
 
 

@@ -1,98 +1,46 @@
-"""Restores from the portal: browse a backup point's files, download a selection, request full or file
-restores, and follow them (queue position, priority and why, progress, throughput, ETA, report)."""
+"""Restores from the portal: request full, in-place or file restores and follow them (queue position, priority
+and why, progress, throughput, ETA, report). Browsing a point's files and downloading a selection: ``browse``."""
 
 from __future__ import annotations
 
 import os
 
-from flask import Response, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask import Response, abort, redirect, render_template, request, send_file, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
-from storage.browse import open_revision_disk
-from storage.errors import StorageError
-
 from ..extensions import db
-from ..models import VM, Restore
-from ..services import access, runs, selection
+from ..models import VM, BackupPoint, Restore
+from ..services import access, runs
 from ..services.eta import estimate, finished_in
 from . import bp
-
-MAX_LISTING = 2000
-
-
-def _point(vm_id: int, backup_id: int) -> tuple[VM, object]:
-    vm = access.get_vm(current_user, vm_id)
-    point = access.get_backup(current_user, vm, backup_id)
-    if point.pending_deletion:
-        abort(404)
-    return vm, point
-
-
-def _path_arg(name: str = "path", default: str = "/") -> str:
-    path = request.args.get(name, default)
-    if not path.startswith("/") or len(path) > 4096 or "\x00" in path:
-        abort(400, description="path must be absolute")
-    return path
-
-
-@bp.route("/vms/<int:vm_id>/backups/<int:backup_id>/files")
-@login_required
-def browse(vm_id: int, backup_id: int) -> str | tuple[str, int]:
-    vm, point = _point(vm_id, backup_id)
-    path = _path_arg()
-    query = request.args.get("q", "").strip()[:200]
-    try:
-        with open_revision_disk(current_app.config["STORAGE_ROOT"], vm.repository_name, point.revision) as disk:
-            if query:
-                entries = disk.search(path, query, limit=MAX_LISTING)
-            else:
-                entries = disk.list_dir(path)[:MAX_LISTING]
-    except StorageError as exc:
-        return render_template("browse.html", vm=vm, point=point, path=path, entries=[], error=str(exc),
-                               query=query, partial=bool(request.headers.get("HX-Request"))), 422
-    return render_template("browse.html", vm=vm, point=point, path=path, entries=entries, error=None,
-                           query=query, partial=bool(request.headers.get("HX-Request")),
-                           can_put_back=runs.may_restore_in_place(current_user)  # type: ignore[arg-type]
-                           and bool(vm.disks) and vm.disks[0].source.startswith("file:"))
-
-
-@bp.route("/vms/<int:vm_id>/backups/<int:backup_id>/download")
-@login_required
-def download_selection(vm_id: int, backup_id: int) -> Response:
-    """Stream a tar.gz or zip of the selection straight from the backup (no copy of the image anywhere)."""
-    vm, point = _point(vm_id, backup_id)
-    paths = request.args.getlist("path")
-    if not paths or len(paths) > 1000 or any(not p.startswith("/") or len(p) > 4096 for p in paths):
-        abort(400, description="choose 1 to 1000 absolute paths")
-    kind = request.args.get("format", "tar.gz")
-    if kind not in ("tar.gz", "zip"):
-        abort(400, description="format must be tar.gz or zip")
-    root = current_app.config["STORAGE_ROOT"]
-    try:
-        selection.check(root, vm, point, paths)
-    except StorageError as exc:
-        abort(422, description=str(exc))
-    return selection.download(root, vm, point, paths, kind)
+from .browse import point_of, refused
 
 
 @bp.route("/vms/<int:vm_id>/backups/<int:backup_id>/restore", methods=["POST"])
 @login_required
 def request_restore(vm_id: int, backup_id: int) -> BaseResponse | tuple[str, int]:
-    vm, point = _point(vm_id, backup_id)
+    """Queue a restore; a refusal comes back on the page that asked (the browse page with its selection, the
+    in-place confirmation), with the message."""
+    vm, point = point_of(vm_id, backup_id)
     kind = request.form.get("kind", "full")
-    paths = request.form.getlist("path")
+    paths = list(dict.fromkeys(request.form.getlist("path")))
     target = request.form.get("target", "new")
-    if target not in ("new", "in_place", "in_vm"):
-        return _refused(runs.RestoreError("target must be 'new', 'in_place' or 'in_vm'"))
-    spec = {"type": target, **({"path": request.form.get("dest", "")[:4096]} if target == "in_vm" else {})}
     try:
+        if target not in ("new", "in_place", "in_vm"):
+            raise runs.RestoreError("target must be 'new', 'in_place' or 'in_vm'")
+        spec = {"type": target, **({"path": request.form.get("dest", "")[:4096]} if target == "in_vm" else {})}
         if target != "new":  # both overwrite what is on the VM's disk now
             _confirmed(vm)
         restore = runs.request_restore(current_user, vm, point, kind, paths=paths,  # type: ignore[arg-type]
                                        target=spec)
     except runs.RestoreError as exc:
+        db.session.rollback()
+        if kind == "files":
+            return refused(vm, point, str(exc), exc.status)
+        if target == "in_place":
+            return _in_place_page(vm, point, error=str(exc)), exc.status
         return _refused(exc)
     return redirect(url_for("web.restore_detail", restore_id=restore.id))
 
@@ -101,10 +49,15 @@ def request_restore(vm_id: int, backup_id: int) -> BaseResponse | tuple[str, int
 @login_required
 def confirm_in_place(vm_id: int, backup_id: int) -> str | tuple[str, int]:
     """The confirmation page: what will be overwritten, the safety backup, and the VM's name to type."""
-    vm, point = _point(vm_id, backup_id)
+    vm, point = point_of(vm_id, backup_id)
     if not runs.may_restore_in_place(current_user):  # type: ignore[arg-type]
         return _refused(runs.RestoreForbidden(runs.IN_PLACE_FORBIDDEN))
-    return render_template("restore_in_place.html", vm=vm, point=point, disk=vm.disks[0].source if vm.disks else "")
+    return _in_place_page(vm, point)
+
+
+def _in_place_page(vm: VM, point: BackupPoint, error: str = "") -> str:
+    return render_template("restore_in_place.html", vm=vm, point=point, error=error,
+                           disk=vm.disks[0].source if vm.disks else "")
 
 
 @bp.route("/restores/<int:restore_id>/undo", methods=["POST"])

@@ -127,6 +127,25 @@ def test_deletion_with_grace_and_undo(client, world) -> None:
     assert actions.count("deletion.request") == 1 and actions.count("deletion.undo") == 1
 
 
+def test_a_point_scheduled_for_deletion_is_not_browsed_downloaded_or_restored(client, world, queues) -> None:
+    point = world["acme_point"]
+    base = f"/api/v1/vms/{point.vm_id}/backups/{point.id}"
+    admin = H(world["acme_admin"])
+    assert client.delete(base, headers=admin).status_code == 202
+    restores = Restore.query.count()
+    answers = [client.get(base + "/files", headers=admin), client.get(base + "/download?path=/p1", headers=admin),
+               client.post(f"/api/v1/vms/{point.vm_id}/restores", json={"backup": point.id, "kind": "full"},
+                           headers=admin)]
+    for answer in answers:
+        assert answer.status_code == 409 and answer.json["error"] == "deletion_pending", answer.json
+        assert "scheduled for deletion on" in answer.json["message"] and "undo" in answer.json["message"]
+    assert Restore.query.count() == restores  # nothing queued
+    assert client.post(base + "/undelete", headers=admin).status_code == 200
+    again = client.post(f"/api/v1/vms/{point.vm_id}/restores", json={"backup": point.id, "kind": "full"},
+                        headers=admin)
+    assert again.status_code == 202
+
+
 @needs_images
 def test_protect_reaches_the_engine_and_blocks_deletion(file_vm, queues, client, world) -> None:
     point = backed_up(file_vm, queues, world)
@@ -153,12 +172,12 @@ def test_browse_and_download_files_of_a_backup(file_vm, queues, client, world) -
     base = f"/api/v1/vms/{file_vm.id}/backups/{point.id}"
     headers = H(world["acme_member"], ["backups:read"])
     top = client.get(base + "/files", headers=headers).json
-    assert [e["path"] for e in top["entries"]] == ["/p1"]
+    assert [e["path"] for e in top["items"]] == ["/p1"]
     etc = client.get(base + "/files?path=/p1/etc", headers=headers).json
-    hostname = next(e for e in etc["entries"] if e["name"] == "hostname")
-    assert hostname["type"] == "file" and hostname["size"] == 5 and etc["truncated"] is False
+    hostname = next(e for e in etc["items"] if e["name"] == "hostname")
+    assert hostname["type"] == "file" and hostname["size"] == 5 and etc["next"] is None
     found = client.get(base + "/files?path=/p1&q=app.log", headers=headers).json
-    assert [e["path"] for e in found["entries"]] == ["/p1/var/log/app.log"]
+    assert [e["path"] for e in found["items"]] == ["/p1/var/log/app.log"]
     missing = client.get(base + "/files?path=/p1/nope", headers=headers)
     assert missing.status_code == 422 and missing.json["error"] == "storage_error"
     assert client.get(base + "/files?path=etc", headers=headers).status_code == 400
@@ -167,6 +186,39 @@ def test_browse_and_download_files_of_a_backup(file_vm, queues, client, world) -
     with tarfile.open(fileobj=io.BytesIO(gzip.decompress(archive.data))) as tar:
         assert tar.extractfile("etc/hostname").read() == b"demo\n"  # type: ignore[union-attr]
         assert len(tar.extractfile("data.bin").read()) == 4 << 20  # type: ignore[union-attr]
+
+
+@needs_images
+def test_the_files_list_has_the_shape_of_every_list(file_vm, queues, client, world) -> None:
+    point = backed_up(file_vm, queues, world)
+    base = f"/api/v1/vms/{file_vm.id}/backups/{point.id}/files"
+    headers = H(world["acme_member"], ["backups:read"])
+    for query in ("?path=/p1", "?path=/p1&q=*"):  # a directory (sorted by name) and a search (tree order)
+        whole = client.get(base + query, headers=headers).json
+        assert set(whole) == {"items", "next", "path", "entries", "truncated"} and whole["next"] is None
+        assert whole["entries"] == whole["items"] and whole["truncated"] is False  # the deprecated aliases
+        assert len(whole["items"]) >= 3
+        paged, cursor = [], None
+        while True:  # two at a time, following `next` as with every other list
+            page = client.get(base + query + "&limit=2" + (f"&cursor={cursor}" if cursor else ""),
+                              headers=headers).json
+            assert len(page["items"]) <= 2 and page["entries"] == page["items"]
+            assert page["truncated"] is (page["next"] is not None)
+            paged += page["items"]
+            cursor = page["next"]
+            if cursor is None:
+                break
+        assert paged == whole["items"]
+    bad = client.get(base + "?path=/p1&cursor=not-a-cursor", headers=headers)
+    assert bad.status_code == 400 and bad.json["error"] == "bad_cursor"
+
+    document = client.get("/api/v1/openapi.json").json
+    answer = document["paths"]["/api/v1/vms/{vm}/backups/{backup}/files"]["get"]["responses"]["200"]
+    ref = answer["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    properties = document["components"]["schemas"][ref]["properties"]
+    assert {"items", "next"} <= set(properties) and properties["entries"]["deprecated"] is True
+    parameters = {p["name"] for p in document["paths"]["/api/v1/vms/{vm}/backups/{backup}/files"]["get"]["parameters"]}
+    assert {"cursor", "limit"} <= parameters
 
 
 # -- restores ---------------------------------------------------------------------------------------------

@@ -39,12 +39,18 @@ def _tar_members(data: bytes) -> dict[str, bytes]:
         return {m.name: archive.extractfile(m).read() for m in archive.getmembers() if m.isfile()}  # type: ignore[union-attr]
 
 
-def test_browse_a_backup_and_download_a_selection(page: Any) -> None:
+def tick_hostname(page: Any, vm_name: str) -> Any:
+    """Sign in as acme's admin, browse the VM's newest backup, tick /p1/etc/hostname; the /p1 item."""
     sign_in(page, "admin@acme.example")
-    _browse_first_backup(page, "web-1")
+    _browse_first_backup(page, vm_name)
     partition = _open_folder(page, "p1")
     etc = _open_folder(page, "etc", within=partition)
     etc.get_by_label("hostname", exact=True).check()
+    return partition
+
+
+def test_browse_a_backup_and_download_a_selection(page: Any) -> None:
+    tick_hostname(page, "web-1")
     with page.expect_download() as download:
         page.get_by_role("button", name="Download .tar.gz").click()
     members = _tar_members(Path(download.value.path()).read_bytes())

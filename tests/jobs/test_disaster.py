@@ -211,3 +211,115 @@ def test_nothing_to_restore_is_refused(world, queues, client, auth) -> None:
     answer = client.post("/operations/disaster", data={"scope": f"organisation:{org.id}", "workers": "1"})
     assert answer.status_code == 422 and b"nothing to restore" in answer.data
     assert DisasterRun.query.count() == 0
+
+
+# -- the end of a run (issue 11, item 7) -----------------------------------------------------------------
+
+def _incident(incident_id: int) -> Incident:
+    db.session.expire_all()
+    incident = db.session.get(Incident, incident_id)
+    assert incident is not None
+    return incident
+
+
+def _run_restores(run: DisasterRun) -> list[Restore]:
+    db.session.expire_all()
+    return [restore for _, restore in disaster.restores_of(db.session.get(DisasterRun, run.id))]
+
+
+def test_real_workers_finishing_the_run_close_its_incident_with_a_final_update(
+        file_vm, queues, world, app, database_url, redis_url, client, auth) -> None:
+    from .test_workers import wait_until, workers
+
+    _disaster_fleet(file_vm, queues, world)
+    run = disaster.start(world["operator"], Scope("all"), clock.now(), workers=2)
+    incident_id = run.summary["incident"]
+    assert _incident(incident_id).state == "open"
+    with workers(app, database_url, redis_url, 2):  # forked `lifeboat worker` processes run the restores
+        wait_until(lambda: _incident(incident_id).state == "resolved", "the run's incident to be resolved")
+
+    restores = _run_restores(run)
+    assert [r.state for r in restores] == ["done", "done", "done"]
+    incident = _incident(incident_id)
+    assert incident.resolved_at >= max(r.finished_at for r in restores)  # closed when the last one ended
+    last = incident.updates[0]
+    assert last.author == disaster.FINISHER and len(incident.updates) == 2  # newest first: then the opening
+    assert "all 3 restore(s) have ended (3 done)" in last.message and "failed" not in last.message
+    ended = db.session.get(DisasterRun, run.id)
+    assert ended.summary["outcome"] == {"done": 3} and ended.summary["finished_at"]
+    actions = {e.action: e.actor for e in AuditEntry.query.filter(
+        AuditEntry.action.in_(("disaster.finish", "incident.resolve")))}
+    assert actions == {"disaster.finish": "system:disaster", "incident.resolve": "system:disaster"}
+
+    # the customers: no banner any more, and the final update on their status page
+    assert incidents.current_for(world["acme_member"]) == []
+    assert [i.id for i in incidents.recent_for(world["globex_admin"])] == [incident_id]
+    auth.login(world["acme_member"])
+    status = client.get("/status").data.decode()
+    assert "all 3 restore(s) have ended (3 done)" in status
+    assert "Disaster recovery in progress" not in client.get("/").data.decode()
+
+
+def test_the_run_ends_with_its_last_restore_whatever_their_outcome(file_vm, queues, world, tmp_path) -> None:
+    import shutil
+
+    from flask import current_app
+
+    from portal.services import runs
+
+    vms = _disaster_fleet(file_vm, queues, world)
+    run = disaster.start(world["operator"], Scope("all"), clock.now(), workers=1)
+    incident_id = run.summary["incident"]
+    web, staging, shop = _run_restores(run)
+    assert runs.cancel_restore(world["acme_admin"], staging)
+    assert _incident(incident_id).state == "open"  # two restores still to go
+    shutil.rmtree(f"{current_app.config['STORAGE_ROOT']}/{vms['shop'].repository_name}")  # shop's fails
+    run_jobs(queues)
+
+    assert [r.state for r in _run_restores(run)] == ["done", "cancelled", "failed"]
+    incident = _incident(incident_id)
+    assert incident.state == "resolved"
+    message = incident.updates[0].message
+    assert "all 3 restore(s) have ended (1 done, 1 failed, 1 cancelled)" in message
+    assert "following up the restores that failed or were cancelled" in message
+    assert db.session.get(DisasterRun, run.id).summary["outcome"] == {"done": 1, "cancelled": 1, "failed": 1}
+
+
+def test_cancelling_the_last_open_restore_ends_the_run(file_vm, queues, world) -> None:
+    from portal.services import runs
+
+    _disaster_fleet(file_vm, queues, world)
+    run = disaster.start(world["operator"], Scope("all"), clock.now(), workers=1)
+    for restore in _run_restores(run):
+        assert runs.cancel_restore(world["operator"], restore)
+    incident = _incident(run.summary["incident"])
+    assert incident.state == "resolved" and "(3 cancelled)" in incident.updates[0].message
+    assert len(incident.updates) == 2  # one final update, not one per cancel
+
+
+def test_the_scheduler_ends_a_run_whose_lost_restores_the_reconciler_gives_up(file_vm, queues, world) -> None:
+    from portal.services import schedule
+
+    _disaster_fleet(file_vm, queues, world)
+    run = disaster.start(world["operator"], Scope("all"), clock.now(), workers=1)
+    queues.flushdb()  # Redis lost every job ...
+    for restore in _run_restores(run):
+        restore.attempts = schedule.MAX_ATTEMPTS  # ... after their last attempt
+    db.session.commit()
+    result = schedule.tick(clock.now())
+    assert not result.errors, result.errors
+    assert [r.state for r in _run_restores(run)] == ["failed", "failed", "failed"]
+    incident = _incident(run.summary["incident"])
+    assert incident.state == "resolved" and "(3 failed)" in incident.updates[0].message
+    assert disaster.close_finished() == []  # recorded once
+
+
+def test_an_incident_the_operator_resolved_early_gets_no_second_word(file_vm, queues, world) -> None:
+    _disaster_fleet(file_vm, queues, world)
+    run = disaster.start(world["operator"], Scope("all"), clock.now(), workers=1)
+    incident = _incident(run.summary["incident"])
+    incidents.resolve(incident, world["operator"], "Service is back; restores continue in the background.")
+    run_jobs(queues)
+    incident = _incident(incident.id)
+    assert [u.author for u in incident.updates] == ["operator@lifeboat.example"] * 2
+    assert db.session.get(DisasterRun, run.id).summary["outcome"] == {"done": 3}  # the run's end is still recorded

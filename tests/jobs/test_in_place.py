@@ -202,3 +202,15 @@ def test_a_retried_in_place_restore_keeps_the_safety_backup_it_took(file_vm, que
     assert restore.safety_revision == first and _disk(file_vm).read_bytes() == original
     tags = [r.tags for r in Repository.open(app.config["STORAGE_ROOT"], file_vm.repository_name).revisions()]
     assert sum("safety" in t for t in tags) == 1
+
+
+def test_a_mistyped_name_brings_the_confirmation_back_with_the_message(world, client, auth) -> None:
+    vm, point = world["acme_vm"], world["acme_point"]
+    auth.login(world["acme_admin"])
+    before = Restore.query.count()
+    answer = client.post(f"/vms/{vm.id}/backups/{point.id}/restore",
+                         data={"kind": "full", "target": "in_place", "confirm": "web-2"})
+    page = answer.get_data(as_text=True)
+    assert answer.status_code == 422 and 'id="confirm-error"' in page
+    assert "type the VM&#39;s name (web-1) to confirm" in page and f"Overwrite {vm.name}" in page  # the same page
+    assert Restore.query.count() == before  # nothing queued

@@ -61,6 +61,23 @@ def test_deletion_scheduled_and_the_reminder_a_day_before(world, queues) -> None
     assert reminder.subject == f"VM staging-api will be deleted within a day, on {due:%Y-%m-%d %H:%M} UTC"
 
 
+def test_undoing_a_deletion_is_announced_and_retires_its_notification(world, notifying, receiver) -> None:
+    add_hook(world, receiver.url, [])  # the default events: scheduled and cancelled both go out
+    staging, admin = world["acme_staging"], world["acme_admin"]
+    deletions.request_deletion(admin, staging)
+    due = staging.deletion_due_at
+    deletions.undo(world["manager"], staging)
+    run_jobs(notifying)
+    [scheduled, cancelled] = rows(channel="portal", user_id=admin.id)
+    assert scheduled.kind == "deletion.scheduled" and scheduled.read_at is not None  # no longer true: read
+    assert cancelled.kind == "deletion.cancelled" and cancelled.read_at is None
+    assert cancelled.subject == (f"VM staging-api will not be deleted: the deletion due on {due:%Y-%m-%d %H:%M} UTC "
+                                 "was cancelled")
+    assert cancelled.details["cancelled_by"] == world["manager"].email
+    assert receiver.events() == ["deletion.scheduled", "deletion.cancelled"]
+    assert kinds_for(world["acme_member"]) == []  # members heard of neither
+
+
 def test_a_refused_inventory_sync_reaches_staff(world, queues) -> None:
     feed = {"organisations": [{"slug": "acme", "name": "Acme", "resource_groups": []}]}
     with pytest.raises(inventory.SyncRefused):

@@ -56,3 +56,17 @@ def test_htmx_is_configured_for_the_policy(client) -> None:
     assert config is not None
     assert '"allowEval":false' in config.group(1) and '"includeIndicatorStyles":false' in config.group(1)
     assert '"allowScriptTags":false' in config.group(1)
+
+
+def test_every_form_that_carries_the_csrf_token_posts() -> None:
+    """A GET form (or a button with ``formmethod="get"``) would put the token into the URL: history, logs,
+    Referer headers. Every form with the token posts, and none of its buttons switches to GET."""
+    offenders = []
+    for path in sorted(TEMPLATES.glob("*.html")):
+        for form in re.findall(r"<form\b.*?</form>", path.read_text(), flags=re.S):
+            if "csrf_token" not in form:
+                continue
+            opening = form[:form.index(">") + 1]
+            if 'method="post"' not in opening or re.search(r'formmethod="(?!post")', form):
+                offenders.append(f"{path.name}: {opening[:100]}")
+    assert not offenders, offenders

@@ -20,6 +20,11 @@ ROUTES = {
     "web.download_selection": [
         Case("GET", lambda w: _files(w, "acme_point", "download") + "?path=/p1", signed_in(422, globex_admin=404)),
         Case("GET", lambda w: _files(w, "acme_point", "download"), signed_in(400, globex_admin=404)),
+        # the browse page's form posts (its CSRF token stays out of the URL); refusals re-render that page
+        Case("POST", lambda w: _files(w, "acme_point", "download"), signed_in(400, globex_admin=404),
+             data=lambda w: {"format": "zip"}),
+        Case("POST", lambda w: _files(w, "acme_point", "download"), signed_in(422, globex_admin=404),
+             data=lambda w: {"path": "/p1/etc", "format": "tar.gz"}),
     ],
     "web.request_restore": [
         Case("POST", lambda w: _files(w, "acme_point", "restore"), signed_in(422, globex_admin=404),
