@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 
 from flask import Response, abort, current_app, redirect, render_template, request, send_file, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from storage.browse import open_revision_disk
 from storage.errors import StorageError
 
+from ..auth.guards import login_required
 from ..extensions import db
 from ..models import VM, Restore
 from ..services import access, runs, selection

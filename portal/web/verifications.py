@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 
 from flask import current_app, flash, redirect, render_template, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
+from ..auth.guards import login_required
 from ..services import access, verification
 from . import bp
 
