@@ -26,6 +26,12 @@ test: install sysdeps lint
 	  $(BIN)/pytest tests/portal tests/jobs tests/api tests/notify; fi
 
 # Style, types (mypy over storage, portal and jobs) and the layer contracts in .importlinter.
+# The quick tier for iterating: the engine's, portal's, API's and notifications' tests without the ones marked
+# slow (processes, browsers, whole route sweeps) or needing Ceph, on both cores. CI runs `make test`.
+test-fast: install
+	env -u LIFEBOAT_TEST_DATABASE_URL -u LIFEBOAT_TEST_REDIS_URL $(BIN)/pytest -q -n 2 -m "not slow and not ceph" \
+	  tests/storage tests/portal tests/api tests/notify
+
 lint: install
 	$(BIN)/ruff check storage portal jobs tests benchmarks
 	$(BIN)/mypy
