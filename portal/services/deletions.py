@@ -49,7 +49,6 @@ A purged tombstone (user, organisation) has ``deletion_requested_at`` set and ``
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,7 +59,7 @@ from sqlalchemy.orm import joinedload
 
 from storage import retention
 from storage.errors import RevisionProtected, StorageError, UnknownRevision
-from storage.repository import Repository
+from storage.repository import Repository, has_repository
 
 from .. import clock
 from ..extensions import db
@@ -504,7 +503,7 @@ def _engine_revisions(vm: VM, points: list[BackupPoint]) -> list[str] | None:
     """
     if any(p.protected for p in points):
         raise _Blocked("it has protected backup points")
-    if not os.path.isfile(os.path.join(_root(), vm.repository_name, "repository.json")):
+    if not has_repository(_root(), vm.repository_name):
         if points:
             raise StorageError(f"repository {vm.repository_name} not found under {_root()}; kept for the next run")
         return None
