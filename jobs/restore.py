@@ -20,6 +20,7 @@ from portal.models import Restore
 from portal.services import disaster, notify
 from storage.browse import open_revision_disk
 from storage.errors import StorageError
+from storage.files import archive
 from storage.restore import restore
 
 from . import into_disk, safety
@@ -122,7 +123,7 @@ def _files(row: Restore, config: dict[str, object]) -> None:
         row.phase = "archiving"
         db.session.commit()
         with open(partial, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6) as gz:
-            for piece in disk.iter_tar(row.paths):  # streamed from the backup: no copy of the image
+            for piece in archive.iter_tar(disk, row.paths):  # streamed from the backup: no copy of the image
                 gz.write(piece)
     os.replace(partial, out)
     row.output_path = out

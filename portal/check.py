@@ -1,5 +1,5 @@
-"""``lifeboat check``: Lifeboat's health in the Nagios/Icinga plugin format, and the probes behind it that
-``/readyz`` shares.
+"""Lifeboat's health in the Nagios/Icinga plugin format, and the probes behind it that ``/readyz`` shares
+(the ``lifeboat check`` command itself is ``check_cli.py``).
 
 One status line on stdout, ``LIFEBOAT <STATE> - <summary> | <perfdata>``, and the exit code monitoring
 systems read: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. The worst check decides. A check that cannot run
@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-
-import click
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -75,7 +72,7 @@ def probe_database() -> str | None:
         return None
     except Exception as exc:  # noqa: BLE001 - any failure means "not reachable"; the reason is reported
         db.session.rollback()
-        return _one_line(exc)
+        return one_line(exc)
 
 
 def redis_connection(config: Any, timeout: float = PROBE_TIMEOUT) -> Any:
@@ -96,7 +93,7 @@ def probe_redis(config: Any) -> str | None:
             connection.close()
         return None
     except Exception as exc:  # noqa: BLE001
-        return _one_line(exc)
+        return one_line(exc)
 
 
 def probe_storage(config: Any) -> str | None:
@@ -108,7 +105,7 @@ def probe_storage(config: Any) -> str | None:
     return None
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__)[:300]
 
@@ -184,7 +181,7 @@ def check_workers(config: Any, limits: Thresholds) -> Result:
         finally:
             connection.close()
     except Exception as exc:  # noqa: BLE001
-        return Result("workers", UNKNOWN, f"workers unknown ({_one_line(exc)})")
+        return Result("workers", UNKNOWN, f"workers unknown ({one_line(exc)})")
     alive = [w for w in found if w.age_seconds <= limits.worker_stale]
     oldest = max((w.age_seconds for w in alive), default=0.0)
     perf = [f"workers={len(alive)};{limits.workers_warning}:;{limits.workers_critical}:;0;",
@@ -253,7 +250,7 @@ def run_checks(config: Any, selected: list[str], limits: Thresholds) -> list[Res
             try:
                 results[name] = RUNNERS[name](config, limits)
             except Exception as exc:  # noqa: BLE001 - a plugin answers UNKNOWN, never a traceback
-                results[name] = Result(name, UNKNOWN, f"{name} check failed ({_one_line(exc)})")
+                results[name] = Result(name, UNKNOWN, f"{name} check failed ({one_line(exc)})")
     return [results[name] for name in results if name in selected or results[name].status != OK]
 
 
@@ -265,65 +262,3 @@ def status_line(results: list[Result]) -> tuple[int, str]:
     summary = "; ".join(r.summary for r in ordered) or "no checks selected"
     perf = " ".join(p for r in results for p in r.perfdata)
     return worst, f"LIFEBOAT {NAMES[worst]} - {summary}" + (f" | {perf}" if perf else "")
-
-
-# -- the command -----------------------------------------------------------------------------------------
-
-class PluginCommand(click.Command):
-    """Usage errors answer like a plugin: one UNKNOWN line on stdout and exit 3."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        try:
-            return super().parse_args(ctx, args)
-        except click.UsageError as exc:
-            click.echo(f"LIFEBOAT UNKNOWN - {exc.format_message()}")
-            raise click.exceptions.Exit(UNKNOWN) from None
-
-
-def _names(raw: str) -> list[str]:
-    names = [n.strip() for n in raw.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CHECKS]
-    if unknown:
-        raise click.BadParameter(f"unknown check {unknown[0]!r} (choose from {', '.join(CHECKS)})")
-    return names
-
-
-@click.command("check", cls=PluginCommand)
-@click.option("--only", default="", metavar="CHECKS", help=f"Comma-separated checks to run ({', '.join(CHECKS)}).")
-@click.option("--skip", default="", metavar="CHECKS", help="Comma-separated checks to leave out.")
-@click.option("--rpo-warning", type=float, help="WARNING when a VM's backup age exceeds this factor of its RPO.")
-@click.option("--rpo-critical", type=float, help="CRITICAL beyond this factor of the RPO.")
-@click.option("--workers-warning", type=int, help="WARNING with fewer live workers than this.")
-@click.option("--workers-critical", type=int, help="CRITICAL with fewer live workers than this.")
-@click.option("--scheduler-warning", type=float, help="WARNING when the scheduler's heartbeat is older (s).")
-@click.option("--scheduler-critical", type=float, help="CRITICAL when the scheduler's heartbeat is older (s).")
-@click.option("--storage-warning", type=float, help="WARNING below this percentage of free space.")
-@click.option("--storage-critical", type=float, help="CRITICAL below this percentage of free space.")
-@click.option("-v", "--verbose", is_flag=True, help="After the status line, one line per check.")
-def check(only: str, skip: str, verbose: bool, **overrides: float | int | None) -> None:
-    """Check Lifeboat's health for Nagios/Icinga: exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN."""
-    try:
-        selected = _names(only) if only else list(CHECKS)
-        skipped = set(_names(skip))
-    except click.BadParameter as exc:
-        click.echo(f"LIFEBOAT UNKNOWN - {exc.format_message()}")
-        sys.exit(UNKNOWN)
-    selected = [name for name in selected if name not in skipped]
-    try:
-        from .app import create_app
-
-        # The check signs nothing: it must not need the portal's secret key to report on its health.
-        app = create_app({"SECRET_KEY": os.environ.get("LIFEBOAT_SECRET_KEY") or "unused-by-lifeboat-check"})
-        limits = Thresholds.from_config(app.config)
-    except Exception as exc:  # noqa: BLE001 - bad configuration: the plugin cannot judge, it says why
-        click.echo(f"LIFEBOAT UNKNOWN - cannot load the configuration ({_one_line(exc)})")
-        sys.exit(UNKNOWN)
-    limits = Thresholds(**{**limits.__dict__, **{k: v for k, v in overrides.items() if v is not None}})
-    with app.app_context():
-        results = run_checks(app.config, selected, limits)
-    code, line = status_line(results)
-    click.echo(line)
-    if verbose:
-        for result in results:
-            click.echo(f"{result.check}: {NAMES[result.status]} - {result.summary}")
-    sys.exit(code)

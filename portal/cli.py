@@ -1,4 +1,4 @@
-"""The ``lifeboat`` command group.
+"""The ``lifeboat`` command group (``jobs/cli.py`` adds ``lifeboat worker``: the portal never imports jobs).
 
 ``lifeboat store ...`` works on a repository root alone (no portal, no database, no Flask import); the
 other commands open the portal's app (database from ``LIFEBOAT_DATABASE_URL``, etc.) when they run.
@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from portal.check import check
+from portal.check_cli import check
 from storage.cli import replicate, store
 
 
@@ -51,7 +51,7 @@ def main() -> None:
 
 main.add_command(store)
 main.add_command(replicate)
-main.add_command(check)  # the Nagios/Icinga plugin (portal/check.py)
+main.add_command(check)  # the Nagios/Icinga plugin (portal/check_cli.py)
 
 
 def with_app(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -209,20 +209,6 @@ def demo_seed() -> None:
 
     for line in seed():
         click.echo(line)
-
-
-@main.command("worker")
-@click.option("-n", "--count", type=click.IntRange(1, 64), default=1, show_default=True, help="Worker processes.")
-@click.option("--burst", is_flag=True, help="Exit when the queues are empty.")
-def worker(count: int, burst: bool) -> None:
-    """Run workers on all queues, highest priority first (restores, then backups, then maintenance)."""
-    from jobs.worker import run
-
-    try:
-        sys.exit(run(count, burst))
-    except RuntimeError as exc:
-        click.echo(f"lifeboat: error: {exc}", err=True)
-        sys.exit(2)
 
 
 @main.command("redis")

@@ -86,6 +86,9 @@ DEFAULTS: dict[str, Any] = {
     "DRILL_SAMPLE_FILES": 20,
     "DELETION_NOTICE_HOURS": 24,  # the banner and the reminder before a deletion takes effect
     "PAGE_SIZE": 50,
+    # Werkzeug's password hash method: "scrypt" is scrypt:32768:8:1 (~80 ms a hash). The test suite sets a
+    # cheaper cost through LIFEBOAT_PASSWORD_HASH_METHOD; hashes name their method, so old ones still verify.
+    "PASSWORD_HASH_METHOD": "scrypt",
     # Optional OpenID Connect sign-in: on only when all three are set (LIFEBOAT_OIDC_ISSUER, ...).
     # Register https://<portal host>/login/oidc/callback as the redirect URI at the provider.
     "OIDC_ISSUER": "",

@@ -317,7 +317,9 @@ def _copy_out(disk: Any, kind: str, path: str, sink: Any, allow_damaged: bool) -
         with disk.open_file(path, allow_damaged=allow_damaged) as source:
             shutil.copyfileobj(source, sink, 1024 * 1024)
     else:
-        disk.write_tar([path], sink, allow_damaged=allow_damaged)
+        from .files import archive
+
+        archive.write_tar(disk, [path], sink, allow_damaged=allow_damaged)
 
 
 token_option = click.option("--token", envvar="LIFEBOAT_TOKEN", required=True,

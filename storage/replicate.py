@@ -44,16 +44,13 @@ from .errors import NotARepository, StorageError
 from .fsutil import fsync_dir, is_temp_name, write_file_atomic
 from .manifest import DISTRUSTED, MAX_MANIFEST_BYTES, Revision
 from .names import check_name
-from .repository import ChunkDamaged, Repository, check_config, stored_limit
+from .repository import ChunkDamaged, Repository, check_config, config_file, has_repository, stored_limit
+from .wire import EXPORT_PATH, MISSING, RECORD_HEADER, BadRecord, parse_record_header
 
-EXPORT_PATH = "/api/v1/export"
 DEFAULT_THREADS = 4  # loopback and LAN: more only adds contention on few cores; raise it for slow links
 ATTEMPTS = 3  # per chunk: connection errors, 5xx and bad bytes are retried
 BATCH_REQUEST = 16  # chunks asked for per batch request (64 MiB of 4 MiB chunks; the server allows 64)
 BATCH_REQUEST_BYTES = 128 << 20  # ... and at most this many bytes (for repositories with larger chunks)
-#: a batch answer's record header: hash, space, 16 signed decimal digits of length, newline (portal/api/export)
-RECORD_HEADER = 82
-MISSING = -1
 TIMEOUT = 60.0
 #: the most bytes read of an answer, per kind: a broken or hostile source must not exhaust the replica's memory
 MAX_DOCUMENT = 1 << 20  # repository.json and one page of a list
@@ -270,7 +267,10 @@ class ExportClient:
                 raise RemoteError(f"{url} answered {answer.status_code}: {_error_message(answer)}", exit_code=1)
             for chunk in chunks:
                 header = self._read(answer, RECORD_HEADER, chunk)
-                length = parse_record_header(header, chunk)
+                try:
+                    length = parse_record_header(header, chunk)
+                except BadRecord as exc:
+                    raise RemoteError(f"chunk {chunk}: the batch answer {exc}", exit_code=1) from None
                 if length == MISSING:
                     yield chunk, None
                     continue
@@ -296,20 +296,6 @@ class ExportClient:
     def batch_fetcher(self, repository: str, limit: int) -> FetchBatch:
         """A batch fetch function for :func:`fetch_chunks`."""
         return lambda chunks: self.chunks(repository, chunks, limit)
-
-
-def parse_record_header(header: bytes, chunk: str) -> int:
-    """The length in a batch record's header (``MISSING`` or >= 0); RemoteError unless it is for ``chunk``."""
-    try:
-        text = header.decode("ascii")
-        if text[64] != " " or text[81] != "\n" or text[:64] != chunk:
-            raise ValueError(text[:64])
-        length = int(text[65:81])
-    except (UnicodeDecodeError, IndexError, ValueError):
-        raise RemoteError(f"chunk {chunk}: the batch answer is not in order or not well-formed", exit_code=1) from None
-    if length < MISSING:
-        raise RemoteError(f"chunk {chunk}: the batch answer declares a negative length", exit_code=1)
-    return length
 
 
 def _first_line(exc: BaseException) -> str:
@@ -624,7 +610,7 @@ def _write_manifests(repo: Repository, name: str, wanted: list[tuple[bytes, Revi
 def _open_replica(root: str, name: str, config_bytes: bytes, config: dict[str, Any]) -> Repository:
     """Open ``root/name``, or create it with the source's description (same chunk size and settings)."""
     path = os.path.join(root, name)
-    if os.path.isfile(os.path.join(path, "repository.json")):
+    if has_repository(root, name):
         repo = Repository.open(root, name)
         if repo.chunk_size != int(config["chunk_size"]):
             raise ForeignRepository(path, repo.chunk_size, config["chunk_size"])
@@ -632,6 +618,6 @@ def _open_replica(root: str, name: str, config_bytes: bytes, config: dict[str, A
     if os.path.isdir(path) and any(not is_temp_name(n) for n in os.listdir(path)):
         raise NotARepository(root, name)  # a non-empty folder that is not ours: never write into it
     Repository(root, name, config).ensure_folders()
-    write_file_atomic(os.path.join(path, "repository.json"), config_bytes)  # last: marks it complete
+    write_file_atomic(config_file(path), config_bytes)  # last: marks it complete
     fsync_dir(root)
     return Repository.open(root, name)

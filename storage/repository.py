@@ -48,6 +48,8 @@ DEFAULT_ZSTD_LEVEL = 1
 #: zstd's compression levels (zstandard.MAX_COMPRESSION_LEVEL is 22)
 ZSTD_LEVELS = range(1, zstandard.MAX_COMPRESSION_LEVEL + 1)
 HASH_NAME = "blake3"
+#: the file that makes a folder a repository (written last when one is created)
+CONFIG_FILE = "repository.json"
 HEX_DIGITS = 64
 #: the most bytes of repository.json read (it is a few hundred)
 MAX_CONFIG_BYTES = 1 << 20
@@ -112,7 +114,7 @@ class Repository:
     def __init__(self, root: str, vm: str, config: dict[str, Any]) -> None:
         self.root = root
         self.vm = vm
-        self.path = os.path.join(root, vm)
+        self.path = repository_path(root, vm)
         self.config = config
         self.chunk_size = int(config["chunk_size"])
         self._codec = _Codec(int(config.get("zstd_level", DEFAULT_ZSTD_LEVEL)))
@@ -123,8 +125,7 @@ class Repository:
     @classmethod
     def open(cls, root: str, vm: str) -> Repository:
         check_name("VM", vm)
-        path = os.path.join(root, vm)
-        config_path = os.path.join(path, "repository.json")
+        config_path = config_file(repository_path(root, vm))
         if not os.path.lexists(config_path):  # present but not a regular file: _read_config says what it is
             if not is_root(root):
                 raise NotARepository(root, vm)
@@ -137,8 +138,8 @@ class Repository:
     ) -> Repository:
         """Open the VM's repository, creating it (with these settings) on its first backup."""
         check_name("VM", vm)
-        path = os.path.join(root, vm)
-        if os.path.isfile(os.path.join(path, "repository.json")):
+        path = repository_path(root, vm)
+        if has_repository(root, vm):
             return cls.open(root, vm)
         if os.path.exists(root) and not os.path.isdir(root):
             raise NotARepository(root, vm)
@@ -162,7 +163,7 @@ class Repository:
         }
         repository = cls(root, vm, config)
         repository.ensure_folders()
-        write_json_atomic(os.path.join(path, "repository.json"), config)  # last: marks it complete
+        write_json_atomic(config_file(path), config)  # last: marks it complete
         fsync_dir(root)
         return repository
 
@@ -196,7 +197,7 @@ class Repository:
 
     # -- chunks ----------------------------------------------------------------------------------
     def chunk_path(self, chunk: str) -> str:
-        return os.path.join(self.path, "chunks", chunk[:2], chunk)
+        return chunk_file(self.path, chunk)
 
     def has_chunk(self, chunk: str) -> bool:
         return os.path.exists(self.chunk_path(chunk))
@@ -293,7 +294,7 @@ class Repository:
 
     # -- revisions -------------------------------------------------------------------------------
     def _revision_path(self, revision_id: str) -> str:
-        return os.path.join(self.path, "revisions", f"{revision_id}.json")
+        return revision_file(self.path, revision_id)
 
     @property
     def revisions_folder(self) -> str:
@@ -384,18 +385,44 @@ class Repository:
         return removed
 
 
+# -- where things are (the one place that knows the layout; the portal asks here, never joins paths itself) --
+
+def repository_path(root: str, vm: str) -> str:
+    return os.path.join(root, vm)
+
+
+def has_repository(root: str, vm: str) -> bool:
+    """True when ``vm`` has a repository under ``root`` (its description exists: it had a first backup)."""
+    return os.path.isfile(os.path.join(root, vm, CONFIG_FILE))
+
+
+def config_file(path: str) -> str:
+    """The description file of the repository at ``path``."""
+    return os.path.join(path, CONFIG_FILE)
+
+
+def chunk_file(path: str, chunk: str) -> str:
+    """Where the repository at ``path`` keeps ``chunk`` (which may not exist)."""
+    return os.path.join(path, "chunks", chunk[:2], chunk)
+
+
+def revision_file(path: str, revision_id: str) -> str:
+    """Where the repository at ``path`` keeps the manifest of ``revision_id`` (which may not exist)."""
+    return os.path.join(path, "revisions", f"{revision_id}.json")
+
+
 def is_root(root: str) -> bool:
     """True when ``root`` is a folder holding at least one repository (or nothing at all yet)."""
     if not os.path.isdir(root):
         return False
     entries = os.listdir(root)
-    return any(os.path.isfile(os.path.join(root, e, "repository.json")) for e in entries)
+    return any(has_repository(root, e) for e in entries)
 
 
 def list_vms(root: str) -> list[str]:
     if not os.path.isdir(root):
         return []
-    return sorted(e for e in os.listdir(root) if os.path.isfile(os.path.join(root, e, "repository.json")))
+    return sorted(e for e in os.listdir(root) if has_repository(root, e))
 
 
 def _read_config(path: str) -> dict[str, Any]:

@@ -14,6 +14,10 @@ import pytest
 
 LIFEBOAT = str(Path(sys.executable).with_name("lifeboat"))
 
+# Password hashes at a low scrypt cost: the suite makes thousands of users, and each hash at the production
+# cost takes ~80 ms. Same code path and algorithm; tests/portal/test_app.py checks the production default.
+os.environ.setdefault("LIFEBOAT_PASSWORD_HASH_METHOD", "scrypt:1024:8:1")
+
 
 @dataclass
 class Run:

@@ -32,7 +32,18 @@ from werkzeug.wsgi import wrap_file
 from storage.errors import StorageError, UnknownRevision
 from storage.fsutil import open_regular, read_regular
 from storage.manifest import MAX_MANIFEST_BYTES
-from storage.repository import MAX_CHUNK_SIZE, MAX_CONFIG_BYTES, Repository, stored_limit
+from storage.repository import (
+    MAX_CHUNK_SIZE,
+    MAX_CONFIG_BYTES,
+    Repository,
+    chunk_file,
+    config_file,
+    has_repository,
+    repository_path,
+    revision_file,
+    stored_limit,
+)
+from storage.wire import BATCH_MIMETYPE, EXPORT_PATH, MAX_BATCH, MAX_BATCH_BYTES, MISSING, RECORD_HEADER, record_header
 
 from ..extensions import db
 from ..models import VM
@@ -41,7 +52,7 @@ from .auth import current_token, current_user, require_scope
 from .errors import api_error
 from .pagination import DEFAULT_LIMIT, MAX_LIMIT, PageArgs, decode, encode, page_schema, paginate
 
-blp = Blueprint("export", __name__, url_prefix="/api/v1/export",
+blp = Blueprint("export", __name__, url_prefix=EXPORT_PATH,
                 description="Repositories as stored, for replication and repair (scope export:read).")
 
 SCOPE = "export:read"
@@ -53,14 +64,6 @@ _REVISION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,127}")
 #: which costs a Python round trip per 8 KiB of a 4 MiB chunk
 STREAM_BUFFER = 1 << 20
 IMMUTABLE = 365 * 24 * 3600
-#: chunks per batch request, and the most bytes one answer may carry (64 chunks of 4 MiB, zstd's worst case)
-MAX_BATCH = 64
-MAX_BATCH_BYTES = 260 << 20
-BATCH_MIMETYPE = "application/vnd.lifeboat.chunks"
-#: one record header: 64 hex digits of the hash, a space, the length as 16 signed decimal digits, a newline;
-#: length -1 (``-000000000000001``) says the chunk is missing or quarantined, and no bytes follow
-RECORD_HEADER = 82
-MISSING = -1
 BINARY = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
 JSON_FILE = {"application/json": {"schema": {"type": "object"}}}
 #: the largest chunk file served: what a chunk of the largest chunk size can be stored as. Files are opened with
@@ -103,7 +106,7 @@ def _allowed_path(repository: str) -> str:
     visible = access.scope_to_user(select(VM.id).where(VM.id == vm_id), VM.organisation_id, current_user())
     if db.session.execute(visible).first() is None or not current_token().allows_vm(vm_id):
         api_error(404, f"no repository {repository!r}")
-    return os.path.join(current_app.config["STORAGE_ROOT"], repository)
+    return repository_path(current_app.config["STORAGE_ROOT"], repository)
 
 
 def _open(repository: str) -> Repository:
@@ -169,7 +172,7 @@ def repositories(args: dict[str, Any]) -> dict[str, Any]:
     vms, cursor = paginate(query, [VM.id], args)
     root = current_app.config["STORAGE_ROOT"]
     items = [{"repository": vm.repository_name, "vm": vm.id, "name": vm.name} for vm in vms
-             if os.path.isfile(os.path.join(root, vm.repository_name, "repository.json"))]
+             if has_repository(root, vm.repository_name)]
     return {"items": items, "next": cursor}
 
 
@@ -179,7 +182,7 @@ def repositories(args: dict[str, Any]) -> dict[str, Any]:
 def repository_json(repository: str) -> Response:
     """The repository's description (format, chunk size, hash, compression), as stored."""
     repo = _open(repository)
-    data = _read(os.path.join(repo.path, "repository.json"), MAX_CONFIG_BYTES, f"no backups of {repository} yet")
+    data = _read(config_file(repo.path), MAX_CONFIG_BYTES, f"no backups of {repository} yet")
     return _bytes(data, blake3.blake3(data).hexdigest())
 
 
@@ -225,7 +228,7 @@ def manifest(repository: str, revision: str) -> Response:
     repo = _open(repository)
     if _REVISION.fullmatch(revision) is None:
         api_error(404, f"no revision {revision!r}")
-    data = _read(os.path.join(repo.path, "revisions", f"{revision}.json"), MAX_MANIFEST_BYTES,
+    data = _read(revision_file(repo.path, revision), MAX_MANIFEST_BYTES,
                  f"no revision {revision!r}")
     return _bytes(data, blake3.blake3(data).hexdigest())
 
@@ -252,12 +255,7 @@ def chunk(repository: str, chunk: str) -> Response:
     path = _allowed_path(repository)  # no repository.json read: the hot path stays one query and one stat
     if _HASH.fullmatch(chunk) is None:
         api_error(404, f"no chunk {chunk!r}")
-    return _file(os.path.join(path, "chunks", chunk[:2], chunk), chunk, mimetype="application/octet-stream")
-
-
-def record_header(chunk: str, length: int) -> bytes:
-    """The header of one record of a batch answer (``length`` is ``MISSING`` for a chunk not served)."""
-    return f"{chunk} {length:016d}\n".encode("ascii")
+    return _file(chunk_file(path, chunk), chunk, mimetype="application/octet-stream")
 
 
 class _Records:
@@ -315,7 +313,7 @@ def chunk_batch(args: dict[str, Any], repository: str) -> Response:
     total = 0
     try:
         for chunk in args["hashes"]:
-            handle = _open_chunk(os.path.join(path, "chunks", chunk[:2], chunk))
+            handle = _open_chunk(chunk_file(path, chunk))
             size = os.fstat(handle.fileno()).st_size if handle is not None else MISSING
             items.append((chunk, handle, size))
             total += RECORD_HEADER + max(size, 0)

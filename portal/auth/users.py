@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from functools import cache
 
+from flask import current_app
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..extensions import db
@@ -24,9 +25,9 @@ def load_user(user_id: str) -> User | None:
 
 
 @cache
-def _dummy_hash() -> str:
+def _dummy_hash(method: str) -> str:
     """A hash of a random password, checked for unknown emails so they take as long as known ones."""
-    return generate_password_hash(secrets.token_urlsafe(16))
+    return generate_password_hash(secrets.token_urlsafe(16), method=method)
 
 
 def authenticate(email: str, password: str) -> User | None:
@@ -37,7 +38,7 @@ def authenticate(email: str, password: str) -> User | None:
     """
     user = db.session.query(User).filter(User.email == email.strip().lower()).first()
     if user is None or not user.password_hash:
-        check_password_hash(_dummy_hash(), password)
+        check_password_hash(_dummy_hash(current_app.config["PASSWORD_HASH_METHOD"]), password)
         return None
     if not user.check_password(password) or not user.is_active:
         return None

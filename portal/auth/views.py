@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 from flask import current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
 from ..extensions import db, limiter
 from ..security import same_site_path
 from . import bp
+from .guards import login_required
 from .users import authenticate
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import secrets
 
+from flask import current_app, has_app_context
 from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -20,6 +21,12 @@ ROLES = (CUSTOMER_MEMBER, CUSTOMER_ADMIN, ACCOUNT_MANAGER, OPERATOR)
 
 PRIORITY_CLASSES = ("critical", "high", "normal", "low")
 
+
+
+def hash_password(password: str) -> str:
+    """The password's hash by the configured method (``PASSWORD_HASH_METHOD``; scrypt outside an app)."""
+    method = current_app.config.get("PASSWORD_HASH_METHOD", "scrypt") if has_app_context() else "scrypt"
+    return generate_password_hash(password, method=method)
 
 class SlaTier(Timestamped, db.Model):  # type: ignore[name-defined,misc]
     """What an organisation has bought: how fine its RPO may be, how much it may keep, how fast it returns."""
@@ -91,7 +98,7 @@ class User(Timestamped, Deletable, db.Model):  # type: ignore[name-defined,misc]
         self.session_nonce = secrets.token_hex(16)
 
     def set_password(self, password: str) -> None:
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = hash_password(password)
         self.end_sessions()
 
     def check_password(self, password: str) -> bool:

@@ -49,7 +49,6 @@ A purged tombstone (user, organisation) has ``deletion_requested_at`` set and ``
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,7 +59,7 @@ from sqlalchemy.orm import joinedload
 
 from storage import retention
 from storage.errors import RevisionProtected, StorageError, UnknownRevision
-from storage.repository import Repository
+from storage.repository import Repository, has_repository
 
 from .. import clock
 from ..extensions import db
@@ -69,9 +68,9 @@ from ..models.accounts import CUSTOMER_ADMIN
 from ..models.operations import FireDrill
 from ..models.runs import ACTIVE_STATES
 from . import access, audit, notify
+from .deletables import KINDS, kind_of, label_of, organisation_id_of
 
 #: purge order matters: a VM's points before the VM, VMs before their organisation
-KINDS: dict[str, type[Any]] = {"backup": BackupPoint, "vm": VM, "user": User, "organisation": Organisation}
 NOTICE_PREFIX = "deletion:"
 BLOCKED_NOTICE = "deletion_blocked"
 SYSTEM_ACTOR = "system:purge"
@@ -123,37 +122,10 @@ class PurgeReport:
 
 # -- what things are ---------------------------------------------------------------------------------------
 
-def kind_of(obj: Any) -> str:
-    for kind, model in KINDS.items():
-        if isinstance(obj, model):
-            return kind
-    raise TypeError(f"{type(obj).__name__} is not deletable here")
-
-
 def grace_for(kind: str) -> timedelta:
     """The configured grace for a kind of data; unknown kinds get the longest one (fail safe)."""
     days: dict[str, float] = current_app.config["DELETION_GRACE_DAYS"]
     return timedelta(days=float(days.get(kind, max(days.values(), default=30))))
-
-
-def label_of(obj: Any) -> str:
-    kind = kind_of(obj)
-    if kind == "backup":
-        return f"backup of {obj.vm.name} from {obj.created_at:%Y-%m-%d %H:%M} UTC"[:300]
-    if kind == "vm":
-        return f"VM {obj.name}"[:300]
-    if kind == "user":
-        return f"user {obj.email}"[:300]
-    return f"organisation {obj.name}"[:300]
-
-
-def organisation_id_of(obj: Any) -> int | None:
-    kind = kind_of(obj)
-    if kind == "backup":
-        return int(obj.vm.organisation_id)
-    if kind == "organisation":
-        return int(obj.id)
-    return int(obj.organisation_id) if obj.organisation_id is not None else None
 
 
 def is_purged(obj: Any) -> bool:
@@ -548,7 +520,7 @@ def _engine_revisions(vm: VM, points: list[BackupPoint]) -> list[str] | None:
     """
     if any(p.protected for p in points):
         raise _Blocked("it has protected backup points")
-    if not os.path.isfile(os.path.join(_root(), vm.repository_name, "repository.json")):
+    if not has_repository(_root(), vm.repository_name):
         if points:
             raise StorageError(f"repository {vm.repository_name} not found under {_root()}; kept for the next run")
         return None

@@ -43,7 +43,7 @@ from ..extensions import db
 from ..models import VM, BackupPoint, BackupRun, Notification, NotificationPreference, Organisation, User, Webhook
 from ..models.accounts import ACCOUNT_MANAGER, CUSTOMER_ADMIN, CUSTOMER_MEMBER, OPERATOR
 from ..models.notifications import EMAIL_MODES, FAILED, PENDING, SENT, SUPPRESSED
-from . import queue
+from . import deletables, queue
 
 log = logging.getLogger(__name__)
 
@@ -414,14 +414,12 @@ def deletion_event(kind: str, obj: Any, *, due: datetime | None = None, by_polic
                    **extra: Any) -> list[int]:
     """``deletion.scheduled``, ``deletion.imminent`` or ``deletion.cancelled`` for a backup point, VM, user or
     organisation. ``due`` and ``by_policy`` default to the object's state; an undo has already cleared it."""
-    from . import deletions
-
     try:
-        org_id = deletions.organisation_id_of(obj)
+        org_id = deletables.organisation_id_of(obj)
         org = db.session.get(Organisation, org_id) if org_id is not None else None
-        what = deletions.kind_of(obj)
+        what = deletables.kind_of(obj)
         vm = obj.vm if what == "backup" else (obj if what == "vm" else None)
-        label = deletions.label_of(obj)
+        label = deletables.label_of(obj)
     except Exception:  # noqa: BLE001 - as event(): never fail the deletion that reported it
         log.exception("deletion notification for %r could not be prepared", obj)
         return []
@@ -442,11 +440,9 @@ def deletion_cancelled(obj: Any, *, due: datetime, by_policy: bool, actor: str) 
     it lists are still going.
     """
     try:
-        from . import deletions
-
-        ref = f"{deletions.kind_of(obj)}:{obj.id}"
+        ref = f"{deletables.kind_of(obj)}:{obj.id}"
         vm = obj.vm if isinstance(obj, BackupPoint) else (obj if isinstance(obj, VM) else None)
-        org_id = deletions.organisation_id_of(obj)
+        org_id = deletables.organisation_id_of(obj)
         org = db.session.get(Organisation, org_id) if org_id is not None else None
         keys = {_dedup_key(KINDS["deletion.scheduled"], org, vm, {"object": ref})}
         if vm is not None:
@@ -494,16 +490,14 @@ def policy_deletions_scheduled(vm: VM, points: list[BackupPoint]) -> list[int]:
 def deletion_reminders(now: datetime) -> list[str]:
     """``deletion.imminent`` once per deletion request, when it takes effect within a day (for people, a VM's
     policy deletions are grouped: see the module docstring)."""
-    from . import deletions
-
     hours = float(current_app.config.get("DELETION_NOTICE_HOURS", 24))
     reminded = []
-    for model in deletions.KINDS.values():
+    for model in deletables.KINDS.values():
         query = select(model).where(model.deletion_due_at > now, model.deletion_due_at <= now + timedelta(hours=hours))
         for obj in list(db.session.scalars(query.order_by(model.id))):
-            ref = f"{deletions.kind_of(obj)}:{obj.id}"
+            ref = f"{deletables.kind_of(obj)}:{obj.id}"
             vm = obj.vm if isinstance(obj, BackupPoint) else (obj if isinstance(obj, VM) else None)
-            org_id = deletions.organisation_id_of(obj)
+            org_id = deletables.organisation_id_of(obj)
             key = _policy_key(vm, ref) if vm is not None and _by_policy(obj) else _dedup_key(
                 KINDS["deletion.imminent"], db.session.get(Organisation, org_id) if org_id else None, vm,
                 {"object": ref})

@@ -9,7 +9,7 @@ from typing import Any
 from ..extensions import db
 from ..models import VM, BackupPoint, BackupRun, Restore, User
 from ..models.runs import ACTIVE_STATES, CANCELLED, DONE, FAILED, QUEUED
-from . import audit, deletions, notify, queue
+from . import audit, deletions, disaster_end, notify, queue
 from .priority import priority_of
 
 
@@ -148,9 +148,7 @@ def cancel_restore(actor: User, restore: Restore) -> bool:
         Job.fetch(restore.job_id, connection=queue.connection()).cancel()
     except Exception:  # noqa: BLE001,S110 - the row says cancelled; the job checks it before it starts anyway
         pass
-    from . import disaster  # here: disaster requests its restores through this module
-
-    disaster.close_if_finished(restore.id)  # the last open restore of a disaster run ends it
+    disaster_end.close_if_finished(restore.id)  # the last open restore of a disaster run ends it
     return True
 
 

@@ -18,6 +18,7 @@ from flask import Response, current_app
 
 from storage.browse import open_revision_disk
 from storage.errors import StorageError
+from storage.files import archive
 from storage.files.archive import members
 
 from ..models import VM, BackupPoint
@@ -60,10 +61,10 @@ def download(root: str, vm: VM, point: BackupPoint, paths: list[str], kind: str)
     def generate() -> Iterator[bytes]:
         with open_revision_disk(root, repository, revision) as disk:
             if kind == "zip":
-                yield from disk.iter_zip(paths)
+                yield from archive.iter_zip(disk, paths)
                 return
             gzip = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits 31: a gzip stream
-            for piece in disk.iter_tar(paths):
+            for piece in archive.iter_tar(disk, paths):
                 out = gzip.compress(piece)
                 if out:
                     yield out

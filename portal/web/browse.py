@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Response, abort, current_app, render_template, request
-from flask_login import current_user, login_required
+from flask_login import current_user
 
 from storage.browse import open_revision_disk
 from storage.errors import StorageError
 from storage.files.entry import Entry
 
+from ..auth.guards import login_required
 from ..models import VM, BackupPoint
 from ..services import access, deletions, runs, selection
 from . import bp

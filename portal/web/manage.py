@@ -14,12 +14,13 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import joinedload
 from werkzeug.wrappers import Response as BaseResponse
 
 from .. import clock
+from ..auth.guards import login_required
 from ..extensions import db
 from ..models import VM, AuditEntry, InventorySync, Organisation, SlaTier, User
 from ..models.accounts import PRIORITY_CLASSES

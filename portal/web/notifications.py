@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
+from ..auth.guards import login_required
 from ..extensions import db
 from ..models import Organisation, Webhook
 from ..services import access, notify, webhooks

@@ -10,11 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from .. import clock
+from ..auth.guards import login_required
 from ..extensions import db
 from ..models import VM, DisasterRun, FireDrill, Organisation
 from ..services import access, disaster, drills

@@ -13,14 +13,15 @@ from __future__ import annotations
 from typing import Any
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from markupsafe import escape
 from werkzeug.wrappers import Response
 
+from ..auth.guards import login_required
 from ..extensions import db
 from ..models import Notice
 from ..security import same_site_path
-from ..services import deletions
+from ..services import deletables, deletions
 from ..services.deletions import DeletionError
 from . import bp
 
@@ -37,17 +38,17 @@ def _deletion_helpers() -> dict[str, Any]:
         return deletions.upcoming_notices(current_user)
 
     return {
-        "deletion_kind": deletions.kind_of,
+        "deletion_kind": deletables.kind_of,
         "may_delete": lambda obj: current_user.is_authenticated and deletions.may_delete(current_user, obj),
         "may_undo": lambda obj: current_user.is_authenticated and deletions.may_undo(current_user, obj),
         "deletion_url": _delete_url,
-        "undo_url": lambda obj: url_for("web.deletion_undo", kind=deletions.kind_of(obj), obj_id=obj.id),
+        "undo_url": lambda obj: url_for("web.deletion_undo", kind=deletables.kind_of(obj), obj_id=obj.id),
         "deletion_notices": notices,
     }
 
 
 def _delete_url(obj: Any) -> str:
-    kind = deletions.kind_of(obj)
+    kind = deletables.kind_of(obj)
     if kind == "backup":
         return url_for("web.backup_delete", backup_id=obj.id)
     if kind == "vm":
@@ -87,7 +88,7 @@ def deletion_undo(kind: str, obj_id: int) -> Response | tuple[str, int]:
 
 
 def _find(kind: str, obj_id: int) -> Any:
-    if kind not in deletions.KINDS:
+    if kind not in deletables.KINDS:
         abort(404)
     try:
         return deletions.find(current_user, kind, obj_id)
@@ -96,8 +97,8 @@ def _find(kind: str, obj_id: int) -> Any:
 
 
 def _act(action: str, obj: Any) -> Response | tuple[str, int]:
-    label = deletions.label_of(obj)
-    obj_id, kind = obj.id, deletions.kind_of(obj)
+    label = deletables.label_of(obj)
+    obj_id, kind = obj.id, deletables.kind_of(obj)
     try:
         if action == "delete":
             deletions.request_deletion(current_user, obj)
@@ -105,7 +106,7 @@ def _act(action: str, obj: Any) -> Response | tuple[str, int]:
             deletions.undo(current_user, obj)
     except DeletionError as exc:
         return _refused(obj, exc)
-    fresh = db.session.get(deletions.KINDS[kind], obj_id)
+    fresh = db.session.get(deletables.KINDS[kind], obj_id)
     message = _message(action, fresh, label)
     if _is_htmx():
         if fresh is None or deletions.is_purged(fresh):  # a kind without grace: already gone

@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 
 from flask import Response, abort, redirect, render_template, request, send_file, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
+from ..auth.guards import login_required
 from ..extensions import db
 from ..models import VM, BackupPoint, Restore
 from ..services import access, runs

@@ -13,11 +13,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response
 
 from .. import clock
+from ..auth.guards import login_required
 from ..extensions import db
 from ..models import Incident, Organisation
 from ..models.incidents import KINDS

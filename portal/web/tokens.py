@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
 
 from .. import clock
+from ..auth.guards import login_required
 from ..extensions import db
 from ..models import VM
 from ..services import access, tokens

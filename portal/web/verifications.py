@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 from flask import current_app, flash, redirect, render_template, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from werkzeug.wrappers import Response as BaseResponse
 
+from storage.repository import has_repository
+
+from ..auth.guards import login_required
 from ..services import access, verification
 from . import bp
 
@@ -20,7 +21,7 @@ def verify_now(vm_id: int) -> BaseResponse | tuple[str, int]:
         return render_template("error.html", code=403,
                                message="Only operators can start a verification; every backup point is "
                                        "verified automatically at least once a week."), 403
-    if not os.path.isfile(os.path.join(current_app.config["STORAGE_ROOT"], vm.repository_name, "repository.json")):
+    if not has_repository(current_app.config["STORAGE_ROOT"], vm.repository_name):
         return render_template("error.html", code=409, message=f"{vm.name} has no backups to verify yet."), 409
     already = verification.active_for(vm)
     row = verification.request(vm, current_user)  # type: ignore[arg-type]

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from flask import abort, current_app, render_template, request
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import func, select
 from sqlalchemy.orm import joinedload
 
+from ..auth.guards import login_required
 from ..extensions import db
 from ..models import VM, AuditEntry, BackupPoint, Organisation
 from ..services import access, policies

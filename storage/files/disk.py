@@ -6,7 +6,7 @@ import fnmatch
 import io
 import stat as statmod
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -267,28 +267,6 @@ class Disk:
         with self._guard(loc.partition, loc.path):
             raw = _GuardedReader(loc.node.open(), self, loc, allow_damaged)
         return io.BufferedReader(raw, 1024 * 1024)
-
-    def iter_tar(
-        self, paths: Iterable[str], follow_symlinks: bool = False, allow_damaged: bool = False
-    ) -> Iterator[bytes]:
-        """A tar of the selection, piece by piece: see ``storage.files.archive.iter_tar``."""
-        from storage.files import archive
-
-        return archive.iter_tar(self, paths, follow_symlinks, allow_damaged)
-
-    def write_tar(self, paths: Iterable[str], out: BinaryIO, **options: bool) -> int:
-        """Write ``iter_tar`` to ``out``; return the bytes written."""
-        from storage.files import archive
-
-        return archive.write_tar(self, paths, out, **options)
-
-    def iter_zip(
-        self, paths: Iterable[str], follow_symlinks: bool = False, allow_damaged: bool = False
-    ) -> Iterator[bytes]:
-        """A zip of the selection, piece by piece: see ``storage.files.archive.iter_zip``."""
-        from storage.files import archive
-
-        return archive.iter_zip(self, paths, follow_symlinks, allow_damaged)
 
     def file_damage(self, loc: Located, window: Range | None = None) -> list[Range]:
         """Ranges of the file (file offsets) that lie on damaged disk data; [] without a damage source.

@@ -34,6 +34,7 @@ def _acme_ids(world: dict[str, Any]) -> dict[str, Any]:
             "revision": world["acme_point"].revision, "chunk": "0" * 64}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("role", ["acme_admin", "globex_admin"])
 def test_every_operation_as_a_customer_and_as_another_tenant(app, world, queues, role: str) -> None:
     schema = schemathesis.openapi.from_wsgi("/api/v1/openapi.json", app)

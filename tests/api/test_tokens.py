@@ -180,6 +180,7 @@ def test_page_refuses_bad_input_and_members(client, auth, world) -> None:
 
 # -- the CLI -----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_token_create_prints_a_working_token(client, world, lifeboat, database_url, tmp_path) -> None:
     env = {"LIFEBOAT_DATABASE_URL": database_url, "LIFEBOAT_SECRET_KEY": "test", "LIFEBOAT_VAR": str(tmp_path)}
     vm = world["acme_vm"]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import pytest
+
 from portal.extensions import db
 from portal.models import Notification
 from portal.services import notify, webhooks
@@ -100,6 +102,7 @@ def test_the_reconciler_requeues_sends_redis_lost(world, notifying, receiver) ->
     assert rows(channel="webhook")[0].state == "sent" and receiver.events() == ["rpo.missed"]
 
 
+@pytest.mark.slow
 def test_a_test_delivery_from_the_page(world, notifying, receiver) -> None:
     hook = add_hook(world, receiver.url, ["rpo.missed"])
     webhooks.test(world["acme_admin"], hook)

@@ -12,6 +12,21 @@ def test_factory_is_not_in_testing_mode_by_default(monkeypatch: pytest.MonkeyPat
     assert not create_app().testing
 
 
+def test_passwords_are_hashed_at_the_production_cost_unless_configured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from portal.models import User
+
+    monkeypatch.setenv("LIFEBOAT_SECRET_KEY", "x" * 32)
+    monkeypatch.delenv("LIFEBOAT_PASSWORD_HASH_METHOD")  # the suite's cheap setting (tests/conftest.py)
+    user = User(email="a@b.example", name="a", role="operator")
+    with create_app().app_context():
+        user.set_password("pw")
+    assert user.password_hash.startswith("scrypt:32768:8:1$") and user.check_password("pw")
+    monkeypatch.setenv("LIFEBOAT_PASSWORD_HASH_METHOD", "pbkdf2:sha256:1000")
+    with create_app().app_context():
+        user.set_password("pw2")
+    assert user.password_hash.startswith("pbkdf2:sha256:1000$") and user.check_password("pw2")
+
+
 def test_factory_refuses_to_start_without_a_secret_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LIFEBOAT_SECRET_KEY", raising=False)
     monkeypatch.delenv("LIFEBOAT_DEMO", raising=False)

@@ -39,6 +39,7 @@ def _with_query(url: str, value: str) -> str:
     return f"{parts.path}?{urlencode({name: value for name in QUERY_NAMES})}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("role", ["acme_admin", "operator"])
 def test_no_route_answers_hostile_input_with_a_server_error(app, world, auth, role: str) -> None:
     app.config["PROPAGATE_EXCEPTIONS"] = False  # a 500 is an answer to collect here, not an exception in the test

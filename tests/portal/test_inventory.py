@@ -110,6 +110,7 @@ def test_export_is_a_feed_that_sync_accepts(app) -> None:
     assert [o["slug"] for o in inventory.export("globex")["organisations"]] == ["globex"]
 
 
+@pytest.mark.slow
 def test_cli_exit_codes(app, tmp_path: Path, database_url: str) -> None:
     env = {**os.environ, "LIFEBOAT_DATABASE_URL": database_url, "LIFEBOAT_SECRET_KEY": "s" * 32}
     lifeboat = str(Path(sys.executable).with_name("lifeboat"))

@@ -222,6 +222,7 @@ def test_provider_error_is_shown_not_raised(browser: FlaskClient, provider: Open
     pytest.param({"id_token_overrides": {"exp": int(time.time()) - 3600}}, id="expired"),
     pytest.param({"id_token_overrides": {"at_hash": "AAAAAAAAAAAAAAAAAAAAAA"}}, id="at_hash of another token"),
 ])
+@pytest.mark.slow
 def test_bad_id_token_is_refused(browser: FlaskClient, provider: OpenIDProvider, world: dict[str, Any],
                                  attack: dict[str, Any]) -> None:
     for name, value in attack.items():

@@ -30,6 +30,7 @@ def test_every_route_is_in_the_matrix(app) -> None:
     assert not missing, f"routes without an access matrix entry (add them under tests/portal/matrix): {missing}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("role", ROLES)
 def test_route_matrix(app, world, auth, role: str) -> None:
     client = auth.client

@@ -8,8 +8,8 @@ import pytest
 import requests
 
 from portal.api import export
-from storage.replicate import MISSING, RECORD_HEADER, parse_record_header
 from storage.repository import Repository
+from storage.wire import MISSING, RECORD_HEADER, BadRecord, parse_record_header, record_header
 from tests.storage.diskdata import chunk_files
 
 from .conftest import Portal
@@ -132,3 +132,22 @@ def test_the_openapi_document_describes_it(app) -> None:
     assert operation["x-scopes"] == ["export:read"]
     assert "application/vnd.lifeboat.chunks" in operation["responses"]["200"]["content"]
     assert "requestBody" in operation
+
+
+@pytest.mark.parametrize("header", [
+    b"",  # nothing
+    record_header("b" * 64, 5),  # another chunk's record: out of order
+    record_header("a" * 64, 5)[:-1] + b" ",  # no newline
+    ("a" * 64 + " " + "-000000000000002\n").encode(),  # below MISSING
+    ("a" * 64 + " " + "00000000000000x5\n").encode(),  # not a number
+    ("a" * 64 + " " + "0000000000000005\n\n").encode(),  # too long
+])
+def test_the_wire_refuses_malformed_record_headers(header: bytes) -> None:
+    with pytest.raises(BadRecord):
+        parse_record_header(header, "a" * 64)
+
+
+def test_record_headers_round_trip() -> None:
+    for length in (MISSING, 0, 4 << 20):
+        header = record_header("c" * 64, length)
+        assert len(header) == RECORD_HEADER and parse_record_header(header, "c" * 64) == length

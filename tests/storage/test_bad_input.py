@@ -51,6 +51,7 @@ def assert_refused(result, *words: str) -> None:
         (["gc", "{root}", "vm1", "--grace", "-5"], []),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_refused_and_changes_nothing(tmp_path: Path, root: Path, repo_with_backup: Path, lifeboat,
                                                   args: list[str], words: list[str]) -> None:
     before = snapshot_tree(tmp_path)

@@ -260,6 +260,7 @@ def test_missing_revisions_and_chunks_folders_are_recreated(tmp_path: Path, root
     ("zstd_level", "fast"), ("zstd_level", 99), ("zstd_level", -(10**9)), ("zstd_level", [1]),
     ("version", "one"), ("version", 0), ("version", {"v": 1}), ("hash", 5), ("format", ["lifeboat-repository"]),
 ])
+@pytest.mark.slow
 def test_bad_values_in_repository_json_are_one_line_not_a_traceback(tmp_path: Path, root: Path, repo, key: str,
                                                                      value: object) -> None:
     image, (first, _) = repo
@@ -298,6 +299,7 @@ def test_a_manifest_whose_id_differs_from_its_file_name_is_refused_as_corrupt(tm
     ("size", HUGE), ("chunk_size", 4096), ("trust", "maybe"), ("created", 17), ("created", "yesterday"),
     ("tags", "abc"), ("stats", []), ("protected", "no"), ("parent", 5), ("version", 99),
 ])
+@pytest.mark.slow
 def test_bad_values_in_a_manifest_make_it_unreadable_not_a_traceback(tmp_path: Path, root: Path, repo, key: str,
                                                                      value: object) -> None:
     _, (first, second) = repo

@@ -9,6 +9,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from storage.repository import Repository
 from storage.restore import restore
 
@@ -81,6 +83,7 @@ def test_concurrent_backups_of_different_vms(tmp_path: Path, root: Path) -> None
         assert out.read_bytes() == images[n].read_bytes()
 
 
+@pytest.mark.slow
 def test_kill_9_during_backup_leaves_a_consistent_repository(tmp_path: Path, root: Path, lifeboat) -> None:
     image = tmp_path / "disk.img"
     first_bytes = write_image(image, [block("random", 1), block("text", 1)])
@@ -111,6 +114,7 @@ def test_kill_9_during_backup_leaves_a_consistent_repository(tmp_path: Path, roo
     assert out2.read_bytes() == image.read_bytes()
 
 
+@pytest.mark.slow
 def test_kill_9_during_restore_then_resume(tmp_path: Path, root: Path, lifeboat) -> None:
     image = tmp_path / "disk.img"
     expected = write_image(image, [block("random", n) for n in range(24)] + [block("zero"), block("text", 1)])
