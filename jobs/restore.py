@@ -62,6 +62,11 @@ def rate_limit(config: dict[str, object]) -> int | None:
     return int(mib * 1024 * 1024) if mib > 0 else None
 
 
+def threads(config: dict[str, object]) -> int | None:
+    """Engine threads per restore job (RESTORE_THREADS; 0 or unset: the engine's default)."""
+    return int(str(config.get("RESTORE_THREADS") or 0)) or None
+
+
 def _restore_root(config: dict[str, object]) -> str:
     root = str(config.get("RESTORE_ROOT") or os.path.join(os.path.dirname(str(config["STORAGE_ROOT"])), "restores"))
     os.makedirs(root, exist_ok=True)
@@ -82,7 +87,7 @@ def _full(row: Restore, config: dict[str, object]) -> None:
     db.session.commit()
     result = restore(str(config["STORAGE_ROOT"]), row.vm.repository_name, row.backup_point.revision, target,
                      wait=None, progress=ProgressWriter(row), limit_bytes_per_second=rate_limit(config),
-                     threads=int(config.get("RESTORE_THREADS") or 0) or None)
+                     threads=threads(config))
     row.report = {**result.as_dict(), "target": target}
 
 
@@ -101,7 +106,7 @@ def _in_place(row: Restore, config: dict[str, object]) -> None:
     before = os.stat(target) if not target.startswith("rbd:") and os.path.isfile(target) else None
     result = restore(root, vm.repository_name, row.backup_point.revision, target, force=True, wait=None,
                      progress=ProgressWriter(row), limit_bytes_per_second=rate_limit(config),
-                     threads=int(config.get("RESTORE_THREADS") or 0) or None)
+                     threads=threads(config))
     row.report = {**result.as_dict(), "target": target, "in_place": True, "safety_revision": row.safety_revision}
     if before is not None:
         os.chmod(target, before.st_mode & 0o7777)

@@ -206,11 +206,11 @@ def vm_metrics(now: datetime) -> Iterator[Metric]:
         select(VM.id, VM.name, Organisation.slug, Policy.rpo_minutes, Policy.excluded, VM.missing_since)
         .join(Organisation, VM.organisation_id == Organisation.id).outerjoin(Policy, Policy.vm_id == VM.id)
         .where(VM.deletion_due_at.is_(None))).all()
-    good = dict(db.session.execute(  # type: ignore[arg-type]
+    good = dict(db.session.execute(
         select(BackupPoint.vm_id, func.max(BackupPoint.created_at))
         .where(BackupPoint.state.in_(("ok", "verified")), BackupPoint.deletion_due_at.is_(None))
         .group_by(BackupPoint.vm_id)).all())
-    bad = dict(db.session.execute(  # type: ignore[arg-type]
+    bad = dict(db.session.execute(
         select(BackupPoint.vm_id, func.count()).where(BackupPoint.state.in_(BAD_POINT_STATES))
         .group_by(BackupPoint.vm_id)).all())
     for vm_id, name, org, rpo_minutes, excluded, missing_since in rows:

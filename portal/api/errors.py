@@ -96,7 +96,7 @@ def _text(value: Any) -> str:
 def install(app: Flask) -> None:
     """Answer API paths with JSON errors; keep whatever handles errors for the pages for the rest."""
     previous: Callable[[HTTPException], ResponseReturnValue] | None = (
-        app.error_handler_spec.get(None, {}).get(None, {}).get(HTTPException))
+        app.error_handler_spec.get(None, {}).get(None, {}).get(HTTPException))  # type: ignore[assignment]  # not async
 
     def handle(error: HTTPException) -> ResponseReturnValue:
         if is_api_request():

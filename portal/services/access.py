@@ -7,7 +7,7 @@ tenants reveal nothing.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import abort
 from sqlalchemy import Select, select
@@ -15,6 +15,8 @@ from sqlalchemy import Select, select
 from ..extensions import db
 from ..models import VM, BackupPoint, Organisation, User
 from ..security import MAX_ID
+
+T = TypeVar("T")
 
 
 def visible_org_ids(user: User) -> Select[Any] | None:
@@ -26,7 +28,7 @@ def visible_org_ids(user: User) -> Select[Any] | None:
     return select(Organisation.id).where(Organisation.id == (user.organisation_id or -1))
 
 
-def scope_to_user(query: Select[Any], org_column: Any, user: User) -> Select[Any]:
+def scope_to_user(query: Select[T], org_column: Any, user: User) -> Select[T]:
     ids = visible_org_ids(user)
     return query if ids is None else query.where(org_column.in_(ids))
 
@@ -67,7 +69,7 @@ def _check_id(object_id: int) -> None:
         abort(404)
 
 
-def _one_or_404(query: Select[Any]) -> Any:
+def _one_or_404(query: Select[T]) -> T:
     found = db.session.scalars(query).first()
     if found is None:
         abort(404)

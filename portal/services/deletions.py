@@ -429,6 +429,8 @@ def _purge_one(kind: str, obj_id: int, actor: User | str, moment: datetime, repo
 
 def _cancel_blocked(kind: str, obj_id: int, actor: User | str, moment: datetime, reason: str) -> None:
     obj = db.session.get(KINDS[kind], obj_id)
+    if obj is None:  # gone meanwhile: nothing left to keep
+        return
     before = _state(obj)
     obj.deletion_requested_at = obj.deletion_due_at = obj.deletion_requested_by_id = None
     if kind == "backup":

@@ -36,7 +36,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 
 from .. import clock
 from ..extensions import db
@@ -247,7 +247,7 @@ def webhook_test(hook: Webhook) -> Notification:
 def recipients(spec: Kind, organisation: Organisation | None) -> list[User]:
     """Active users in the kind's audience: the organisation's customers, its account manager, operators."""
     query = select(User).where(User.active.is_(True), User.deletion_due_at.is_(None))
-    wanted = []
+    wanted: list[ColumnElement[bool]] = []
     if organisation is not None and spec.audience in ("organisation", "admins"):
         roles = (CUSTOMER_ADMIN, CUSTOMER_MEMBER) if spec.audience == "organisation" else (CUSTOMER_ADMIN,)
         wanted.append((User.organisation_id == organisation.id) & User.role.in_(roles))
@@ -603,7 +603,7 @@ def _move_due_retries(target: Any) -> None:
     from rq.job import Job
     from rq.registry import ScheduledJobRegistry
 
-    registry = ScheduledJobRegistry(queue=target)
+    registry = ScheduledJobRegistry(queue=target)  # type: ignore[no-untyped-call]  # RQ's __init__ is untyped
     # RQ's registries keep wall-clock time (the portal clock may be pinned in tests)
     for job_id in registry.get_jobs_to_schedule(int(wall_clock.time())):
         registry.remove(job_id)

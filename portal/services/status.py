@@ -46,7 +46,7 @@ def statuses(vms: list[VM]) -> dict[int, BackupStatus]:
     ids = [vm.id for vm in vms]
     if not ids:
         return {}
-    good: dict[int, datetime] = dict(db.session.execute(  # type: ignore[arg-type]
+    good: dict[int, datetime] = dict(db.session.execute(
         select(BackupPoint.vm_id, func.max(BackupPoint.created_at))
         .where(BackupPoint.vm_id.in_(ids), BackupPoint.state.in_(("ok", "verified")),
                BackupPoint.deletion_due_at.is_(None))

@@ -24,7 +24,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
 from ..extensions import db
@@ -80,7 +80,7 @@ def request(vm: VM, actor: User | str, point: BackupPoint | None = None) -> Veri
     return row
 
 
-def _due_filter(now: datetime) -> tuple[object, ...]:
+def _due_filter(now: datetime) -> tuple[ColumnElement[bool], ...]:
     cutoff = now - interval() + lead()
     other = aliased(BackupPoint)
     newest_point = select(func.max(other.created_at)).where(other.vm_id == BackupPoint.vm_id).scalar_subquery()

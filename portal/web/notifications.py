@@ -121,8 +121,8 @@ def webhooks_page(org_id: int) -> tuple[str, int]:
 def webhook_create(org_id: int) -> tuple[str, int]:
     _require_manager()
     org = access.get_organisation(current_user, org_id)
-    values = {"url": request.form.get("url", ""), "description": request.form.get("description", ""),
-              "events": request.form.getlist("events")}
+    values: dict[str, Any] = {"url": request.form.get("url", ""), "description": request.form.get("description", ""),
+                              "events": request.form.getlist("events")}
     try:
         hook = webhooks.create(current_user, org, values["url"], values["events"], values["description"],
                                request.form.get("secret", ""))

@@ -34,7 +34,7 @@ def request_restore(vm_id: int, backup_id: int) -> BaseResponse | tuple[str, int
         spec = {"type": target, **({"path": request.form.get("dest", "")[:4096]} if target == "in_vm" else {})}
         if target != "new":  # both overwrite what is on the VM's disk now
             _confirmed(vm)
-        restore = runs.request_restore(current_user, vm, point, kind, paths=paths,  # type: ignore[arg-type]
+        restore = runs.request_restore(current_user, vm, point, kind, paths=paths,
                                        target=spec)
     except runs.RestoreError as exc:
         db.session.rollback()
@@ -51,7 +51,7 @@ def request_restore(vm_id: int, backup_id: int) -> BaseResponse | tuple[str, int
 def confirm_in_place(vm_id: int, backup_id: int) -> str | tuple[str, int]:
     """The confirmation page: what will be overwritten, the safety backup, and the VM's name to type."""
     vm, point = point_of(vm_id, backup_id)
-    if not runs.may_restore_in_place(current_user):  # type: ignore[arg-type]
+    if not runs.may_restore_in_place(current_user):
         return _refused(runs.RestoreForbidden(runs.IN_PLACE_FORBIDDEN))
     return _in_place_page(vm, point)
 
@@ -68,7 +68,7 @@ def restore_undo(restore_id: int) -> BaseResponse | tuple[str, int]:
     restore = _restore(restore_id)
     try:
         _confirmed(restore.vm)
-        undo = runs.request_undo(current_user, restore)  # type: ignore[arg-type]
+        undo = runs.request_undo(current_user, restore)
     except runs.RestoreError as exc:
         return _refused(exc)
     return redirect(url_for("web.restore_detail", restore_id=undo.id))
@@ -76,7 +76,7 @@ def restore_undo(restore_id: int) -> BaseResponse | tuple[str, int]:
 
 def _confirmed(vm: VM) -> None:
     """Overwriting a disk needs the actor's role and the VM's name typed out (not a double click)."""
-    if not runs.may_restore_in_place(current_user):  # type: ignore[arg-type]
+    if not runs.may_restore_in_place(current_user):
         raise runs.RestoreForbidden(runs.IN_PLACE_FORBIDDEN)
     if request.form.get("confirm", "").strip() != vm.name:
         raise runs.RestoreError(f"type the VM's name ({vm.name}) to confirm that its disk will be overwritten")
@@ -111,7 +111,7 @@ def restore_detail(restore_id: int) -> str:
     safety = restore.safety_point
     can_undo = ((restore.in_place or restore.into_disk) and safety is not None and not safety.pending_deletion
                 and restore.state in ("done", "failed")
-                and runs.may_restore_in_place(current_user))  # type: ignore[arg-type]
+                and runs.may_restore_in_place(current_user))
     return render_template(template, restore=restore, eta=estimate(restore), elapsed=finished_in(restore),
                            partial=request.headers.get("HX-Request") == "true", can_undo=can_undo)
 

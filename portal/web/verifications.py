@@ -24,7 +24,7 @@ def verify_now(vm_id: int) -> BaseResponse | tuple[str, int]:
     if not has_repository(current_app.config["STORAGE_ROOT"], vm.repository_name):
         return render_template("error.html", code=409, message=f"{vm.name} has no backups to verify yet."), 409
     already = verification.active_for(vm)
-    row = verification.request(vm, current_user)  # type: ignore[arg-type]
+    row = verification.request(vm, current_user)
     flash(f"A verification of all of {vm.name}'s backups is already {row.state}." if already else
           f"Verification of all of {vm.name}'s backups queued; the backup points show the result.", "ok")
     return redirect(url_for("web.vm_detail", vm_id=vm.id), code=303)
