@@ -32,7 +32,6 @@ from portal.models import VM, AuditEntry, BackupPoint, Policy
 from portal.services import audit, deletions, notify
 
 ACTOR = "system:retention"
-GOOD = ("ok", "verified")
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ def out_of_retention(vm: VM) -> list[BackupPoint]:
         return []
     points = list(db.session.scalars(select(BackupPoint).where(BackupPoint.vm_id == vm.id,
                                                                BackupPoint.deletion_due_at.is_(None))))
-    good = [p for p in points if p.state in GOOD]
+    good = [p for p in points if p.is_good]  # all of them wait for no deletion (the query)
     if not good:
         return []
     newest_good = max(good, key=lambda p: (p.created_at, p.id))

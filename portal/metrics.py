@@ -29,6 +29,7 @@ from . import clock
 from .check import redis_connection
 from .extensions import db
 from .models import VM, BackupPoint, BackupRun, Incident, Organisation, Policy, Restore
+from .models.backups import BAD_STATES
 from .models.backups import STATES as POINT_STATES
 from .models.incidents import KINDS as INCIDENT_KINDS
 from .models.incidents import OPEN
@@ -37,7 +38,6 @@ from .services import heartbeat
 from .services.queue import QUEUES
 
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1800, 3600, 2 * 3600, 6 * 3600, 24 * 3600)
-BAD_POINT_STATES = ("damaged", "distrusted")
 # Label values always present (0 when no row has them), so alerts and rates never meet a missing series.
 RUN_STATES = (QUEUED, RUNNING, DONE, FAILED, CANCELLED)
 RESTORE_KINDS = ("full", "files")
@@ -208,10 +208,10 @@ def vm_metrics(now: datetime) -> Iterator[Metric]:
         .where(VM.deletion_due_at.is_(None))).all()
     good = dict(db.session.execute(
         select(BackupPoint.vm_id, func.max(BackupPoint.created_at))
-        .where(BackupPoint.state.in_(("ok", "verified")), BackupPoint.deletion_due_at.is_(None))
+        .where(BackupPoint.good())
         .group_by(BackupPoint.vm_id)).all())
     bad = dict(db.session.execute(
-        select(BackupPoint.vm_id, func.count()).where(BackupPoint.state.in_(BAD_POINT_STATES))
+        select(BackupPoint.vm_id, func.count()).where(BackupPoint.state.in_(BAD_STATES))
         .group_by(BackupPoint.vm_id)).all())
     for vm_id, name, org, rpo_minutes, excluded, missing_since in rows:
         key = [name, org]

@@ -6,6 +6,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from .errors import CorruptRepository
@@ -16,10 +17,17 @@ MANIFEST_VERSION = 1
 MAX_MANIFEST_BYTES = 256 << 20
 _HASH = re.compile(r"[0-9a-f]{64}")
 
-TRUSTED = "trusted"
-VERIFIED = "verified"
-DISTRUSTED = "distrusted"
-TRUST_STATES = (TRUSTED, VERIFIED, DISTRUSTED)
+class Trust(StrEnum):
+    """How far the engine trusts a revision: as written (trusted), read back against every chunk hash since
+    (verified), or found damaged by a verify (distrusted: restores still run, and say what was lost)."""
+
+    TRUSTED = "trusted"
+    VERIFIED = "verified"
+    DISTRUSTED = "distrusted"
+
+
+TRUSTED, VERIFIED, DISTRUSTED = Trust.TRUSTED, Trust.VERIFIED, Trust.DISTRUSTED
+TRUST_STATES = tuple(Trust)
 
 Range = tuple[int, int]
 

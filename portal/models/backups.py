@@ -3,15 +3,34 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, DateTime, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, ColumnElement, DateTime, ForeignKey, Index, String, UniqueConstraint, and_
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from storage.manifest import Trust
 
 from ..extensions import db
 from .inventory import VM
 from .mixins import Deletable
 
-STATES = ("ok", "verified", "damaged", "distrusted")
+
+class PointState(StrEnum):
+    """A backup point's state in the catalog (the engine's trust of its revision, plus what the catalog saw)."""
+
+    OK = "ok"  # written by a backup, not verified since (the engine's "trusted")
+    VERIFIED = "verified"  # read back against every chunk hash
+    DAMAGED = "damaged"  # its manifest cannot be read: the point cannot be restored
+    DISTRUSTED = "distrusted"  # a verify found damaged chunks: restores run and report what was lost
+
+
+STATES: tuple[str, ...] = tuple(state.value for state in PointState)
+#: a good point: one a restore, a drill, the RPO or retention may count on
+GOOD_STATES: tuple[str, ...] = (PointState.OK.value, PointState.VERIFIED.value)
+BAD_STATES: tuple[str, ...] = (PointState.DAMAGED.value, PointState.DISTRUSTED.value)
+#: the engine's trust of a revision -> the catalog's state of its point (the one mapping between the two words)
+STATE_OF_TRUST: dict[str, str] = {Trust.TRUSTED.value: PointState.OK.value, Trust.VERIFIED.value:
+                                  PointState.VERIFIED.value, Trust.DISTRUSTED.value: PointState.DISTRUSTED.value}
 
 
 class BackupPoint(Deletable, db.Model):  # type: ignore[name-defined,misc]
@@ -35,3 +54,13 @@ class BackupPoint(Deletable, db.Model):  # type: ignore[name-defined,misc]
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
 
     vm: Mapped[VM] = relationship()
+
+    @property
+    def is_good(self) -> bool:
+        """A good point: readable and trusted or verified, and not waiting for its deletion."""
+        return self.state in GOOD_STATES and self.deletion_due_at is None
+
+    @classmethod
+    def good(cls) -> ColumnElement[bool]:
+        """``is_good`` as a query condition."""
+        return and_(cls.state.in_(GOOD_STATES), cls.deletion_due_at.is_(None))

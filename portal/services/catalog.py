@@ -19,8 +19,7 @@ from storage.repository import Repository
 
 from ..extensions import db
 from ..models import VM, BackupPoint
-
-TRUST_TO_STATE = {"trusted": "ok", "verified": "verified", "distrusted": "distrusted"}
+from ..models.backups import STATE_OF_TRUST, PointState
 
 
 def refresh(vm: VM) -> int:
@@ -37,8 +36,8 @@ def refresh(vm: VM) -> int:
     changed = 0
     for revision_id in repository.unreadable:  # its manifest cannot be read: it cannot be restored either
         point = existing.get(revision_id)
-        if point is not None and point.state != "damaged":
-            point.state = "damaged"
+        if point is not None and point.state != PointState.DAMAGED:
+            point.state = PointState.DAMAGED.value
             changed += 1
     for revision in revisions:
         point = existing.get(revision.id)
@@ -49,7 +48,7 @@ def refresh(vm: VM) -> int:
             "created_at": parse_iso(revision.created).replace(tzinfo=None),
             "size_bytes": revision.size,
             "new_bytes": int(revision.stats.get("bytes_written", 0)),
-            "state": TRUST_TO_STATE.get(revision.trust, "ok"),
+            "state": STATE_OF_TRUST.get(revision.trust, PointState.OK.value),
             "verified_at": parse_iso(revision.verified_at).replace(tzinfo=None) if revision.verified_at else None,
             "protected": revision.protected,
         }

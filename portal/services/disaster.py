@@ -39,6 +39,7 @@ from sqlalchemy.orm import joinedload
 from .. import clock
 from ..extensions import db
 from ..models import VM, BackupPoint, DisasterRestore, DisasterRun, Disk, Organisation, Restore, User
+from ..models.backups import PointState
 from ..models.runs import ACTIVE_STATES, DONE
 from . import access, audit, eta, incidents, runs
 from .disaster_end import FINISHER as FINISHER  # a run's end is part of this module's interface
@@ -52,7 +53,6 @@ from .priority import CLASSES, Priority, priority_of, sort_key
 
 log = logging.getLogger(__name__)
 
-USABLE_STATES = ("ok", "verified")
 RECENT = 20  # measured restores and drills that make up the throughput
 SHOWN = 200  # restores listed one by one on the board
 
@@ -119,8 +119,7 @@ def usable_points(vm_ids: Sequence[int], at: datetime) -> dict[int, list[BackupP
     for start in range(0, len(vm_ids), 500):
         rows = db.session.scalars(
             select(BackupPoint).where(BackupPoint.vm_id.in_(vm_ids[start:start + 500]),
-                                      BackupPoint.created_at <= at, BackupPoint.state.in_(USABLE_STATES),
-                                      BackupPoint.deletion_due_at.is_(None))
+                                      BackupPoint.created_at <= at, BackupPoint.good())
             .order_by(BackupPoint.created_at.desc(), BackupPoint.id.desc()))
         for point in rows:
             found[point.vm_id].append(point)
@@ -132,13 +131,13 @@ def choose_point(points: Sequence[BackupPoint], rpo_minutes: int | None) -> Back
     if not points:
         return None
     newest = points[0]
-    if newest.state == "verified":
+    if newest.state == PointState.VERIFIED:
         return newest
     window = timedelta(minutes=rpo_minutes or 0)
     for point in points[1:]:
         if newest.created_at - point.created_at > window:
             break
-        if point.state == "verified":
+        if point.state == PointState.VERIFIED:
             return point
     return newest
 

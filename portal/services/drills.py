@@ -40,8 +40,7 @@ def _config(key: str, default: int) -> int:
 def usable_point(vm: VM) -> BackupPoint | None:
     """The newest point a drill can restore: not damaged or distrusted, not pending deletion."""
     return db.session.scalars(
-        select(BackupPoint).where(BackupPoint.vm_id == vm.id, BackupPoint.state.in_(("ok", "verified")),
-                                  BackupPoint.deletion_due_at.is_(None))
+        select(BackupPoint).where(BackupPoint.vm_id == vm.id, BackupPoint.good())
         .order_by(BackupPoint.created_at.desc(), BackupPoint.id.desc()).limit(1)).first()
 
 
@@ -88,8 +87,7 @@ def due(now: datetime) -> list[VM]:
         select(FireDrill.vm_id, func.max(FireDrill.created_at)).group_by(FireDrill.vm_id)).all())
     active = set(db.session.scalars(select(FireDrill.vm_id).where(FireDrill.state.in_(ACTIVE_STATES))))
     with_points = set(db.session.scalars(
-        select(BackupPoint.vm_id).where(BackupPoint.state.in_(("ok", "verified")),
-                                        BackupPoint.deletion_due_at.is_(None)).distinct()))
+        select(BackupPoint.vm_id).where(BackupPoint.good()).distinct()))
     vms = db.session.scalars(select(VM).where(VM.deletion_due_at.is_(None), VM.missing_since.is_(None)))
     found = []
     for vm in vms:

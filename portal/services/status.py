@@ -48,8 +48,7 @@ def statuses(vms: list[VM]) -> dict[int, BackupStatus]:
         return {}
     good: dict[int, datetime] = dict(db.session.execute(
         select(BackupPoint.vm_id, func.max(BackupPoint.created_at))
-        .where(BackupPoint.vm_id.in_(ids), BackupPoint.state.in_(("ok", "verified")),
-               BackupPoint.deletion_due_at.is_(None))
+        .where(BackupPoint.vm_id.in_(ids), BackupPoint.good())
         .group_by(BackupPoint.vm_id)
     ).all())
     verified: dict[int, datetime] = dict(db.session.execute(  # type: ignore[arg-type]
