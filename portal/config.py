@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "RESTORE_THREADS": 0,
     # A VM's lock expires this long after its holder stopped refreshing it (a dead worker); refreshed every third.
     "VM_LOCK_SECONDS": 60,
-    # Notifications (issue 7). Mail is off until SMTP_HOST is set: email notifications are then recorded as
+    # Notifications. Mail is off until SMTP_HOST is set: email notifications are then recorded as
     # suppressed ("no SMTP server configured"); the portal's notification centre always works.
     "SMTP_HOST": "",
     "SMTP_PORT": 587,

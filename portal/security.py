@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, abort, request
+from werkzeug.routing import IntegerConverter
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
@@ -45,16 +46,15 @@ NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 MAX_ID = 2**31 - 1
 
 
+class IdConverter(IntegerConverter):
+    """A database id in a URL, 1 to 2**31 - 1: ``<int:name>`` in page routes, ``<id:name>`` in the API."""
+
+    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
+        super().__init__(url_map, min=1, max=MAX_ID)
+
+
 def init_app(app: Flask) -> None:
     """Install the checks and headers; call before any blueprint is registered (routes bind converters then)."""
-    from werkzeug.routing import IntegerConverter
-
-    class IdConverter(IntegerConverter):
-        """``<int:name>`` in page routes: a database id, 1 to 2**31 - 1."""
-
-        def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
-            super().__init__(url_map, min=1, max=MAX_ID)
-
     app.url_map.converters["int"] = IdConverter
     app.before_request(check_request)
     app.after_request(add_headers)

@@ -11,20 +11,10 @@ from typing import Any
 from flask import Flask
 from flask_smorest import Api as SmorestApi
 from flask_smorest import Blueprint
-from werkzeug.routing import IntegerConverter
 
 from ..extensions import csrf
+from ..security import MAX_ID, IdConverter
 from . import auth, errors
-
-#: database ids are 32-bit integers (PostgreSQL ``integer``): larger path ids are a 404 at routing, not a 500
-MAX_ID = 2**31 - 1
-
-
-class IdConverter(IntegerConverter):
-    """``<id:name>``: a positive 32-bit id."""
-
-    def __init__(self, url_map: Any, *args: Any, **kwargs: Any) -> None:
-        super().__init__(url_map, min=1, max=MAX_ID)
 
 
 def _id_schema(converter: IdConverter) -> dict[str, Any]:
@@ -52,7 +42,7 @@ class Api(SmorestApi):  # type: ignore[misc]
 
 
 def init_api(app: Flask) -> None:
-    """Bind the API to ``app``: its blueprints (and the export blueprint when present) and the document."""
+    """Bind the API to ``app``: its blueprints and the document."""
     app.config.setdefault("API_TITLE", "Lifeboat API")
     app.config.setdefault("API_VERSION", "v1")
     app.config.setdefault("OPENAPI_VERSION", "3.0.3")
@@ -74,14 +64,6 @@ def init_api(app: Flask) -> None:
 
 
 def blueprints() -> list[Blueprint]:
-    from . import audit, inventory, oauth, restores, tiers, vms
+    from . import audit, export, inventory, oauth, restores, tiers, vms
 
-    found: list[Blueprint] = [vms.blp, restores.blp, audit.blp, tiers.blp, inventory.blp, oauth.blp]
-    try:
-        from . import export  # helper module of issue 6 section 3; optional until it exists
-    except ImportError as exc:
-        if exc.name != f"{__name__}.export":
-            raise
-    else:
-        found.append(export.blp)
-    return found
+    return [vms.blp, restores.blp, audit.blp, tiers.blp, inventory.blp, oauth.blp, export.blp]

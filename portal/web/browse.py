@@ -23,6 +23,7 @@ from ..auth.guards import login_required
 from ..models import VM, BackupPoint
 from ..services import access, deletions, runs, selection
 from . import bp
+from .htmx import is_htmx
 
 MAX_LISTING = 2000
 MAX_PATHS = 1000
@@ -81,7 +82,7 @@ def browse(vm_id: int, backup_id: int) -> str | tuple[str, int]:
     vm, point = point_of(vm_id, backup_id)
     path = _path_arg(request.args)
     query = request.args.get("q", "").strip()[:200]
-    if request.headers.get("HX-Request"):  # one folder's listing, opened by the tree
+    if is_htmx():  # one folder's listing, opened by the tree
         return page(vm, point, path=path, query=query, partial=True)
     return page(vm, point, path=path, query=query)
 

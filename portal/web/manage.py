@@ -27,6 +27,7 @@ from ..models.accounts import PRIORITY_CLASSES
 from ..services import access, tiers
 from ..services.tiers import TierError
 from . import bp
+from .htmx import is_htmx
 
 CSV_COLUMNS = ("at", "actor", "action", "object_type", "object_id", "object", "organisation_id", "before", "after",
                "from")
@@ -170,7 +171,7 @@ def manage_customer_tier(org_id: int) -> tuple[str, int] | BaseResponse:
     org = access.get_organisation(current_user, org_id)
     tier_id = _int_field("tier_id")
     tier = db.session.get(SlaTier, tier_id) if tier_id is not None else None
-    htmx = bool(request.headers.get("HX-Request"))
+    htmx = is_htmx()
     if tier is None:
         return _render_customers({org.id: "Choose one of the tiers; nothing was changed."}, 422,
                                  only=org if htmx else None)

@@ -21,6 +21,7 @@ from ..models import VM, DisasterRun, FireDrill, Organisation
 from ..services import access, disaster, drills
 from ..services.disaster import DisasterError, Scope
 from ..services.drills import DrillError
+from .htmx import is_htmx
 
 bp = Blueprint("operations", __name__, url_prefix="/operations")
 
@@ -113,7 +114,7 @@ def disaster_board(run_id: int) -> str:
     missing = list(db.session.scalars(select(VM).where(VM.id.in_(run.summary.get("missing", []))))) \
         if run.summary.get("missing") else []
     return render_template("operations_board.html", board=disaster.board(run), missing=missing,
-                           partial=request.headers.get("HX-Request") == "true")
+                           partial=is_htmx())
 
 
 # -- fire drills -----------------------------------------------------------------------------------------
@@ -149,4 +150,4 @@ def drill_detail(drill_id: int) -> str:
     if drill is None:
         abort(404)
     return render_template("operations_drill.html", drill=drill,
-                           partial=request.headers.get("HX-Request") == "true")
+                           partial=is_htmx())

@@ -24,6 +24,7 @@ from ..security import same_site_path
 from ..services import deletables, deletions
 from ..services.deletions import DeletionError
 from . import bp
+from .htmx import is_htmx
 
 PLACES = ("bin", "vm", "point")
 
@@ -108,7 +109,7 @@ def _act(action: str, obj: Any) -> Response | tuple[str, int]:
         return _refused(obj, exc)
     fresh = db.session.get(deletables.KINDS[kind], obj_id)
     message = _message(action, fresh, label)
-    if _is_htmx():
+    if is_htmx():
         if fresh is None or deletions.is_purged(fresh):  # a kind without grace: already gone
             return f'<span class="deletion-controls" role="status">{escape(message)}</span>', 200
         return _fragment(fresh, message=message), 200
@@ -143,13 +144,11 @@ def _message(action: str, obj: Any, label: str) -> str:
 def _refused(obj: Any, exc: DeletionError) -> tuple[str, int]:
     if exc.status == 404:
         abort(404)
-    if _is_htmx():
+    if is_htmx():
         return _fragment(obj, error=str(exc)), exc.status
     return render_template("error.html", code=exc.status, message=str(exc)), exc.status
 
 
-def _is_htmx() -> bool:
-    return request.headers.get("HX-Request") == "true"
 
 
 def _back() -> str:

@@ -17,6 +17,7 @@ from ..services import access, runs
 from ..services.eta import estimate, finished_in
 from . import bp
 from .browse import point_of, refused
+from .htmx import is_htmx
 
 
 @bp.route("/vms/<int:vm_id>/backups/<int:backup_id>/restore", methods=["POST"])
@@ -113,7 +114,7 @@ def restore_detail(restore_id: int) -> str:
                 and restore.state in ("done", "failed")
                 and runs.may_restore_in_place(current_user))
     return render_template(template, restore=restore, eta=estimate(restore), elapsed=finished_in(restore),
-                           partial=request.headers.get("HX-Request") == "true", can_undo=can_undo)
+                           partial=is_htmx(), can_undo=can_undo)
 
 
 @bp.route("/restores/<int:restore_id>/cancel", methods=["POST"])

@@ -24,6 +24,7 @@ from ..models import Incident, Organisation
 from ..models.incidents import KINDS
 from ..services import incidents
 from ..services.incidents import IncidentError
+from .htmx import is_htmx
 
 bp = Blueprint("status", __name__)
 
@@ -69,7 +70,7 @@ def page() -> str:
     context = dict(now=now, incidents=current, queue=queue, finished=incidents.finished_for(current_user, since),
                    since=since, recent=incidents.recent_for(current_user, now),
                    affected_vms=_affected_vms(current), organisation=current_user.organisation)
-    if request.headers.get("HX-Request") and request.args.get("part") == "queue":
+    if is_htmx() and request.args.get("part") == "queue":
         return render_template("status_queue.html", **context)
     return render_template("status.html", **context)
 

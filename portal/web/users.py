@@ -20,6 +20,7 @@ from ..services import access
 from ..services import users as service
 from ..services.users import UserError
 from . import bp
+from .htmx import is_htmx
 from .manage import page_arg, paginate
 
 
@@ -96,7 +97,7 @@ def _row_change(user_id: int, change: Any, done: str) -> tuple[str, int] | BaseR
         db.session.rollback()
         return _render(row_errors={target.id: "; ".join(exc.errors.values())}, status=exc.status)
     message = done.format(email=target.email, role=service.ROLE_LABELS.get(target.role, target.role))
-    if request.headers.get("HX-Request"):
+    if is_htmx():
         return _render(row_messages={target.id: message})
     flash(message, "ok")
     return redirect(url_for("web.users_list"), 303)

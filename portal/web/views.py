@@ -16,7 +16,7 @@ from ..services import access, policies
 from ..services.policies import PolicyError
 from ..services.priority import priority_of
 from ..services.status import statuses
-from . import bp
+from . import bp, htmx
 from .charts import size_chart
 
 
@@ -110,7 +110,7 @@ def _render_vm(vm: VM, *, errors: dict[str, str], values: Any, saved: bool = Fal
         priority=priority_of(vm), status=statuses([vm])[vm.id], page=page,
         pages=max(1, -(-total // size)),
     )
-    if request.headers.get("HX-Request") and request.headers.get("HX-Target") == "policy":
+    if htmx.target() == "policy":
         return render_template("vm.html", partial="policy", **context)
     return render_template(template, partial=None, **context)
 
