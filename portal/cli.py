@@ -1,7 +1,8 @@
 """The ``lifeboat`` command group.
 
 ``lifeboat store ...`` works on a repository root alone (no portal, no database, no Flask import); the
-other commands open the portal's app (database from ``LIFEBOAT_DATABASE_URL``, etc.) when they run.
+other commands open the portal's app when they run: settings from the instance config that ``make run``
+writes (``var/instance/lifeboat.toml``), overridden by ``LIFEBOAT_*`` environment variables.
 """
 
 from __future__ import annotations
@@ -199,6 +200,17 @@ def token_revoke(prefix: str) -> None:
 @main.group()
 def demo() -> None:
     """Demo data for `make run`."""
+
+
+@demo.command("init")
+def demo_init() -> None:
+    """Write the demo's settings (a new secret key, database and storage under VAR) to the instance config,
+    once: an existing file is kept, so restarts keep the key and the sessions."""
+    from portal import instance
+
+    path = instance.config_file()
+    written = instance.write_once(path, instance.demo_settings(instance.var_path()))
+    click.echo(f"{'wrote' if written else 'kept'} {path}")
 
 
 @demo.command("seed")

@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 LIFEBOAT = str(Path(sys.executable).with_name("lifeboat"))
+# Tests never read the instance config that `make run` leaves in ./var (tests of it set their own path).
+os.environ["LIFEBOAT_INSTANCE_PATH"] = "/nonexistent/lifeboat-tests-instance"
 
 
 @dataclass
