@@ -42,15 +42,17 @@ bench: install sysdeps
 	$(BIN)/python benchmarks/memory.py
 	$(BIN)/python benchmarks/files.py
 	$(BIN)/python benchmarks/rbd.py
+	$(BIN)/python benchmarks/rbd_process.py
 	$(BIN)/python benchmarks/restores.py
 	$(BIN)/python benchmarks/restore_jobs.py
 	$(BIN)/python benchmarks/replication.py
 	$(BIN)/python benchmarks/dashboard.py
 
 # The portal with demo data on http://127.0.0.1:$(PORT), with an embedded Redis and workers
-# (SQLite, repositories and Redis under ./var). Ctrl-C stops everything.
+# (SQLite, repositories and Redis under ./var). Ctrl-C, or SIGTERM to make, stops everything: exec, so that
+# make's SIGTERM reaches the supervisor rather than a shell between them.
 run: install sysdeps
-	BIN=$(BIN) PORT=$(PORT) bash scripts/run-demo.sh
+	exec env BIN=$(BIN) PORT=$(PORT) bash scripts/run-demo.sh
 
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .mypy_cache .ruff_cache

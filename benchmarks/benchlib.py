@@ -192,3 +192,13 @@ def fmt_bytes(n: float) -> str:
 def size_label(n: int) -> str:
     """Short label for file names, e.g. 2G or 1536M."""
     return f"{n >> 30}G" if n % (1 << 30) == 0 else f"{n >> 20}M"
+
+
+def save_report(out: Path, report: str, results: object) -> None:
+    """Write the Markdown report to ``out`` and the raw results beside it as JSON, and print the report."""
+    import json
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+    out.with_suffix(".json").write_text(json.dumps(results, indent=1))
+    print(report)

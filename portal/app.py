@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import config
+from . import config, instance
 from .extensions import csrf, db, limiter, login_manager, migrate
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -19,6 +19,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         __name__,
         template_folder=os.path.join(PROJECT, "templates"),
         static_folder=os.path.join(PROJECT, "static"),
+        instance_path=instance.instance_path(),
     )
     config.apply(app, test_config)
     if app.config.get("DEMO"):

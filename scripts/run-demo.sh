@@ -1,22 +1,12 @@
 #!/usr/bin/env bash
-# `make run`: database, demo data, embedded Redis, two workers, the scheduler and the web app; Ctrl-C
-# stops them all.
+# `make run`: `lifeboat demo run` sets up (instance config, database, demo data) and runs the embedded Redis,
+# two workers, the scheduler and the web app until Ctrl-C or SIGTERM, which stop them all. It replaces this
+# shell (exec), so a signal to make, or to this script, reaches it directly.
+# LIFEBOAT_VAR (default ./var) is where everything lives; PORT the web app's port.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 PORT=${PORT:-5000}
-export LIFEBOAT_DEMO=true
-pids=()
-stop() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap stop EXIT INT TERM
-
-"$BIN/lifeboat" db upgrade
-"$BIN/lifeboat" demo seed
-rm -f var/redis.url
-"$BIN/lifeboat" redis & pids+=($!)
-for _ in $(seq 100); do [ -s var/redis.url ] && break; sleep 0.1; done
-"$BIN/lifeboat" worker -n 2 & pids+=($!)
-"$BIN/lifeboat" scheduler & pids+=($!)
-echo
-echo "Lifeboat demo on http://127.0.0.1:$PORT  (logins above, password: demo; Ctrl-C stops everything)"
-"$BIN/flask" --app wsgi run --host 127.0.0.1 --port "$PORT" & pids+=($!)
-wait "${pids[-1]}"
+LIFEBOAT_VAR=$(realpath -m "${LIFEBOAT_VAR:-var}")
+export LIFEBOAT_VAR
+exec "$BIN/lifeboat" demo run --port "$PORT"

@@ -3,6 +3,17 @@
 Blocks are read, zero-checked, hashed, compressed and written by a pool of threads (blake3, zstd and
 file I/O release the GIL), at most a few blocks in flight per thread, so memory stays flat whatever
 the image size. The manifest is written only after every chunk it names is durable.
+
+An incremental backup costs what it reads: besides the changed blocks it issues a fixed handful of
+operations, none growing with the image (``storage.counters`` counts them; tests/ceph/test_rbd_costs.py).
+Snapshots are the expensive part on Ceph: each create and each remove waits for the monitor to commit a new
+map, and monitors batch commits (``paxos propose interval``, 1 s by default), so a snapshot operation costs up
+to a second. Removing the snapshot that is no longer a parent after the manifest, as this engine once did,
+made every incremental pay two monitor rounds where a full backup paid one. Now the snapshots nobody needs any
+more (all but this backup's parent) are removed while the new snapshot is created, issued together so that
+they share one round (``RbdSource.snapshot_and_retire``). The price: between backups the image keeps two
+``lifeboat-*`` snapshots (the newest and its parent, whose copy-on-write data is what changed between them);
+the next backup removes the older one.
 """
 
 from __future__ import annotations
@@ -15,14 +26,14 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from . import clock
+from . import clock, counters
 from .durable import ChunkWriter
 from .errors import SourceError
 from .hooks import Hooks, run_hook
 from .manifest import Revision
 from .repository import CHUNK_SIZE, ChunkDamaged, Repository, chunk_hash
 from .sources import Snapshot, Source, open_source
-from .sources.base import Range
+from .sources.base import Range, Retirement
 
 ProgressCallback = Callable[[str, int, int], None]  # phase, bytes done, bytes total
 
@@ -142,6 +153,17 @@ def _chunk_indices(ranges: Iterable[Range], chunk_size: int) -> set[int]:
     return indices
 
 
+def _covered_indices(ranges: Iterable[Range], chunk_size: int, size: int) -> set[int]:
+    """Blocks lying wholly inside one of the ranges (the last block ends at ``size``)."""
+    indices: set[int] = set()
+    for start, end in ranges:
+        first = -(-start // chunk_size)
+        for index in range(first, -(-min(end, size) // chunk_size)):
+            if min((index + 1) * chunk_size, size) <= end:
+                indices.add(index)
+    return indices
+
+
 def backup(
     root: str,
     vm: str,
@@ -186,7 +208,8 @@ def _backup(source: Source, root: str, vm: str, hooks: Hooks | None, tags: Itera
                 suspect.update(c for c in revision.chunks if c is not None)
         revision_id = repo.new_revision_id()
         created = clock.isoformat(clock.now())
-        warnings = _take_snapshot(source, revision_id, hooks or Hooks())
+        keep = {revision_id, parent.id} if parent else {revision_id}
+        warnings = _take_snapshot(source, revision_id, hooks or Hooks(), keep)
         store = _ChunkStore(repo, suspect)
         try:
             with source.open_snapshot(revision_id, parent.id if parent else None) as snap:
@@ -204,32 +227,37 @@ def _backup(source: Source, root: str, vm: str, hooks: Hooks | None, tags: Itera
                 chunks=chunks, parent=parent.id if parent else None, source=source.spec,
                 tags=sorted(set(tags)), stats=stats,
             )
+            counters.event("manifest")
             repo.write_revision(revision)
         except BaseException:
             _quietly(store.writer.close)  # no flusher thread outlives a failed backup
             _quietly(lambda: source.discard_snapshot(revision_id))
             raise
         os.unlink(running)
-        try:
-            source.retire_snapshots({revision_id})
-        except Exception as exc:  # a snapshot we failed to remove costs space, not data
-            revision.stats.setdefault("warnings", []).append(f"could not remove old snapshots: {exc}")
         return revision
 
 
-def _take_snapshot(source: Source, revision_id: str, hooks: Hooks) -> list[str]:
-    """Pre-hook, snapshot, post-hook (always). Returns warnings (a failed post-hook)."""
+def _take_snapshot(source: Source, revision_id: str, hooks: Hooks, keep: set[str]) -> list[str]:
+    """Pre-hook, snapshot, post-hook (always); meanwhile retire the source's snapshots not in ``keep``.
+
+    The retirement goes with the create (one monitor round for both, see the module docstring) and never
+    delays the post-hook: a frozen guest thaws as soon as its snapshot exists. Returns warnings (a failed
+    post-hook, snapshots that could not be removed: they cost space, not data).
+    """
     warnings: list[str] = []
+    retirement: Retirement | None = None
     try:
         if hooks.pre:
             run_hook("pre", hooks.pre, hooks.timeout)
-        source.create_snapshot(revision_id)
+        retirement = source.snapshot_and_retire(revision_id, keep)
     finally:
         if hooks.post:
             try:
                 run_hook("post", hooks.post, hooks.timeout)
             except Exception as exc:  # the snapshot exists: keep the backup, report the hook
                 warnings.append(str(exc))
+        if retirement is not None:
+            warnings.extend(retirement.wait())
     return warnings
 
 
@@ -247,8 +275,11 @@ def _store_blocks(
     changed = snap.changed_ranges()
     reusable = parent is not None and changed is not None and parent.size == size
     changed_idx = _chunk_indices(changed or [], chunk_size) if reusable else set()
-    data = snap.data_ranges()
+    # An incremental reads the changed blocks and nothing else: no map of the whole image's data (for rbd: a
+    # second diff over every object); the diff itself names the changed blocks that are holes now.
+    data = None if reusable else snap.data_ranges()
     data_idx = _chunk_indices(data, chunk_size) if data is not None else None
+    removed_idx = _covered_indices(snap.removed_ranges(), chunk_size, size) if reusable else set()
     workers = threads or default_threads()
     window: deque[tuple[int, Future[str | None]]] = deque()
     done_bytes = 0
@@ -270,7 +301,7 @@ def _store_blocks(
                 if store.reuse(parent.chunks[index]):
                     chunks[index] = parent.chunks[index]
                     continue
-            if data_idx is not None and index not in data_idx:
+            if (data_idx is not None and index not in data_idx) or index in removed_idx:
                 store.count_hole()
                 continue
             window.append((index, pool.submit(store.take, snap, offset, length)))

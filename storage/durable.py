@@ -12,7 +12,7 @@ import os
 import queue
 import threading
 
-from .fsutil import temp_name
+from .fsutil import fsync, temp_name
 
 MAX_PENDING = 32  # chunks written but not yet durable: bounds the dirty page cache (128 MiB)
 
@@ -61,7 +61,7 @@ class ChunkWriter:
                 return
             fd, tmp, final_path = item
             try:
-                os.fsync(fd)
+                fsync(fd)
                 os.close(fd)
                 os.replace(tmp, final_path)
             except BaseException as exc:  # reported by write()/close() in the caller's thread

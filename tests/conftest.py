@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 
 LIFEBOAT = str(Path(sys.executable).with_name("lifeboat"))
+# Tests never read the instance config that `make run` leaves in ./var (tests of it set their own path).
+os.environ["LIFEBOAT_INSTANCE_PATH"] = "/nonexistent/lifeboat-tests-instance"
 
 # Password hashes at a low scrypt cost: the suite makes thousands of users, and each hash at the production
 # cost takes ~80 ms. Same code path and algorithm; tests/portal/test_app.py checks the production default.

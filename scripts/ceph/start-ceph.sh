@@ -10,6 +10,8 @@
 #   NO_MGR=1          skip the manager (saves ~300 MB; plain RBD I/O does not need it)
 #   MON_PORT=P        msgr2 port of the monitor (default 3300)   MON_V1_PORT=P  legacy port (default 6789)
 #                     Pick free ports to run several clusters (test sessions) side by side.
+#   PAXOS_PROPOSE_INTERVAL=S   how long the monitor batches map changes (default 0.05 s here; Ceph's own
+#                     default, what production clusters run, is 1 s: benchmarks/rbd.py measures with both)
 # Afterwards: export CEPH_CONF=DIR/ceph.conf; rbd ls rbd
 set -euo pipefail
 D=${1:?usage: start-ceph.sh DIR [memstore|bluestore]}
@@ -17,6 +19,7 @@ STORE=${2:-memstore}
 NOSD=${NOSD:-1}
 MON_PORT=${MON_PORT:-3300}
 MON_V1_PORT=${MON_V1_PORT:-6789}
+PAXOS_PROPOSE_INTERVAL=${PAXOS_PROPOSE_INTERVAL:-0.05}
 case "$STORE" in memstore|bluestore) ;; *) echo "start-ceph: unknown object store $STORE" >&2; exit 2;; esac
 for tool in ceph-mon ceph-osd ceph-authtool monmaptool ceph rbd uuidgen; do
   command -v "$tool" >/dev/null || { echo "start-ceph: $tool not found (run scripts/install-ceph.sh)" >&2; exit 2; }
@@ -63,7 +66,7 @@ mgr initial modules =
 mon data = $D/\$name
 # Snapshot ids come from the monitor, which batches map changes once a second by default: every snapshot
 # create/remove would take ~1 s. A single-monitor test cluster can propose at once (0.1 s per snapshot).
-paxos propose interval = 0.05
+paxos propose interval = $PAXOS_PROPOSE_INTERVAL
 paxos min wait = 0.01
 [mgr]
 mgr data = $D/\$name

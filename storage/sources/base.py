@@ -6,21 +6,37 @@ afterwards tells the source which snapshots it still needs as parents of the nex
 Sequence, as ``storage.backup`` drives it::
 
     run pre-hook          (e.g. fsfreeze in the guest)
-    source.create_snapshot(rev_id)      # must be quick: the guest is frozen
-    run post-hook         (always, even when create_snapshot failed)
+    retirement = source.snapshot_and_retire(rev_id, keep={rev_id, parent_id})   # must be quick: the
+                          # guest is frozen; older snapshots are removed meanwhile, in threads
+    run post-hook         (always, even when the snapshot failed)
+    retirement.wait()     # warnings: snapshots that could not be removed
     with source.open_snapshot(rev_id, parent_id) as snap:
-        snap.size, snap.data_ranges(), snap.changed_ranges(), snap.read(off, n) ...
-    on success: source.retire_snapshots(keep={rev_id})
+        snap.size, snap.changed_ranges(), snap.removed_ranges() (incremental) or snap.data_ranges() (full),
+        snap.read(off, n) ...
     on failure: source.discard_snapshot(rev_id)
+    (on success the parent's snapshot stays until the next backup retires it)
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 Range = tuple[int, int]  # [start, end) in bytes
+
+
+class Retirement:
+    """Snapshot removals that may still be running; ``wait()`` returns once they are done, with warnings."""
+
+    def __init__(self, wait: Callable[[], list[str]] | None = None) -> None:
+        self._wait = wait
+        self._warnings: list[str] | None = None
+
+    def wait(self) -> list[str]:
+        if self._warnings is None:
+            self._warnings = self._wait() if self._wait else []
+        return self._warnings
 
 
 class Snapshot(ABC):
@@ -44,6 +60,10 @@ class Snapshot(ABC):
         """
         return None
 
+    def removed_ranges(self) -> list[Range]:
+        """The part of ``changed_ranges()`` that is a hole now (discarded since the parent): zero, unread."""
+        return []
+
     @property
     def bytes_read_by_source(self) -> int:
         """Bytes the source itself read beyond ``read`` calls (e.g. to compute a diff); usually 0."""
@@ -60,6 +80,20 @@ class Source(ABC):
 
     def create_snapshot(self, revision_id: str) -> None:  # noqa: B027 - optional for sources
         """Take the point-in-time snapshot for ``revision_id`` (no-op for plain files)."""
+
+    def snapshot_and_retire(self, revision_id: str, keep: set[str]) -> Retirement:
+        """Take the snapshot for ``revision_id`` and retire this source's snapshots of revisions not in ``keep``.
+
+        Returns when the snapshot exists; the removals may go on (``Retirement.wait()``). Sources whose
+        snapshot operations are slow run both at once (rbd:, where each waits for a monitor round).
+        """
+        self.create_snapshot(revision_id)
+        try:
+            self.retire_snapshots(keep)
+        except Exception as exc:  # noqa: BLE001 - housekeeping: a snapshot left costs space, not data
+            warning = f"could not remove old snapshots: {exc}"
+            return Retirement(lambda: [warning])
+        return Retirement()
 
     @abstractmethod
     def _open(self, revision_id: str, parent_id: str | None) -> Snapshot:

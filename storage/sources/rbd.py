@@ -33,8 +33,9 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from storage import counters
 from storage.errors import BadSource, SourceError, StorageError
-from storage.sources.base import Range, Snapshot, Source
+from storage.sources.base import Range, Retirement, Snapshot, Source
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,7 @@ def connect(spec: RbdSpec, fail: Fail) -> Iterator[Any]:
             ("rados_mon_op_timeout", timeout),
         ):
             cluster.conf_set(key, value)
+        counters.count("rbd.connect")
         cluster.connect()
     except rados.Error as e:
         raise fail(f"cannot connect to the Ceph cluster: {_one_line(e)}") from None
@@ -213,6 +215,7 @@ def open_image(
 ) -> Any:
     """Open the image (at ``snapshot``); a missing image or snapshot is ``fail(one line)``."""
     _, rbd = load_bindings(fail)
+    counters.count("rbd.open")
     try:
         return rbd.Image(ioctx, spec.image, snapshot=snapshot, read_only=read_only)
     except rbd.ImageNotFound:
@@ -238,6 +241,7 @@ class RbdSnapshot(Snapshot):
         self._parent_id = parent_id
         self.path = f"{spec}@{snap_name(revision_id)}"  # how the engine names a source in its messages
         self._changed: list[Range] | None = None
+        self._removed: list[Range] = []
         self._changed_known = False
         self._resources = ExitStack()
         try:
@@ -256,29 +260,32 @@ class RbdSnapshot(Snapshot):
         length = min(length, self.size - offset)
         if length <= 0:
             return b""
+        counters.count("rbd.read")
         try:
             return bytes(self._image.read(offset, length))
         except self._rbd.Error as e:
             raise SourceError(self._spec.spec, f"read at {offset}: {_one_line(e)}") from None
 
-    def _diff(self, from_snapshot: str | None, data_only: bool) -> list[Range]:
-        """Object-granular extents from librbd (uses the object map when the image has fast-diff)."""
-        found: list[Range] = []
+    def _diff(self, from_snapshot: str | None) -> tuple[list[Range], list[Range]]:
+        """Object-granular extents from librbd (uses the object map when the image has fast-diff): those
+        that hold data, and those that do not (discarded since ``from_snapshot``), each merged."""
+        data: list[Range] = []
+        gone: list[Range] = []
 
         def collect(offset: int, length: int, exists: bool) -> int:
-            if exists or not data_only:
-                found.append((offset, offset + length))
+            (data if exists else gone).append((offset, offset + length))
             return 0
 
+        counters.count("rbd.diff")
         try:
             self._image.diff_iterate(0, self.size, from_snapshot, collect, whole_object=True)
         except self._rbd.Error as e:
             raise SourceError(self._spec.spec, f"rbd diff: {_one_line(e)}") from None
-        return merge_ranges(found)
+        return merge_ranges(data), merge_ranges(gone)
 
     def data_ranges(self) -> list[Range] | None:
         """Allocated objects of the snapshot: unallocated ones read as zeros and are not read at all."""
-        return self._diff(None, data_only=True)
+        return self._diff(None)[0]
 
     def changed_ranges(self) -> list[Range] | None:
         """Objects written or discarded since the parent's snapshot; None when it is gone or sizes differ."""
@@ -286,6 +293,11 @@ class RbdSnapshot(Snapshot):
             self._changed = self._compute_changed()
             self._changed_known = True
         return self._changed
+
+    def removed_ranges(self) -> list[Range]:
+        """Objects discarded since the parent's snapshot (from the same diff as ``changed_ranges``)."""
+        self.changed_ranges()
+        return self._removed
 
     def _compute_changed(self) -> list[Range] | None:
         if self._parent_id is None:
@@ -299,14 +311,20 @@ class RbdSnapshot(Snapshot):
             # A resized image: chunks past the parent's end have no parent chunk to reuse. Rare; read it all.
             log.warning("%s: image was resized since %s; reading the whole image", self._spec, parent)
             return None
-        return self._diff(parent, data_only=False)
+        written, self._removed = self._diff(parent)
+        return merge_ranges(written + self._removed)
 
     def close(self) -> None:
         self._resources.close()  # closes the image, then the pool and the cluster connection; idempotent
 
 
 class RbdSource(Source):
-    """``rbd:POOL/IMAGE``; takes, reads and retires ``lifeboat-<revision>`` snapshots of the image."""
+    """``rbd:POOL/IMAGE``; takes, reads and retires ``lifeboat-<revision>`` snapshots of the image.
+
+    Each snapshot create and remove waits for the monitor to commit a new map, and the monitor batches
+    commits (``paxos propose interval``: 1 s by default), so one costs up to a second. ``snapshot_and_retire``
+    issues the removals and the create together, so that they share a round.
+    """
 
     def __init__(self, spec: str) -> None:
         self._spec = parse_spec(spec)
@@ -314,20 +332,24 @@ class RbdSource(Source):
         self._fail: Fail = lambda msg: SourceError(self.spec, msg)
         self._connection = ExitStack()
         self._ioctx: Any = None
+        self._lock = threading.Lock()
 
     def _io(self) -> Any:
         """One cluster connection for the whole backup (snapshot, reads, retiring): each costs ~10 ms."""
-        if self._ioctx is None:
-            self._ioctx = self._connection.enter_context(connect(self._spec, self._fail))
-        return self._ioctx
+        with self._lock:
+            if self._ioctx is None:
+                self._ioctx = self._connection.enter_context(connect(self._spec, self._fail))
+            return self._ioctx
 
     def close(self) -> None:
-        self._connection.close()
-        self._ioctx = None
+        with self._lock:
+            self._connection.close()
+            self._ioctx = None
 
     @contextmanager
     def _image(self) -> Iterator[Any]:
-        """The image's head, opened for snapshot management only (never for writing data)."""
+        """The image's head, opened for snapshot management only (never for writing data), and closed again:
+        a handle left open would watch the image (and could hold its exclusive lock) between operations."""
         image = open_image(self._spec, self._io(), self._fail)
         try:
             yield image
@@ -335,20 +357,72 @@ class RbdSource(Source):
             image.close()
 
     def _snapshots(self, image: Any) -> list[str]:
+        counters.count("rbd.snap_list")
         return [s["name"] for s in image.list_snaps()]
 
     def create_snapshot(self, revision_id: str) -> None:
         """Snapshot the image; an existing snapshot of this revision (a resumed backup) is reused."""
-        name = snap_name(revision_id)
-        _, rbd = load_bindings(self._fail)
         with self._image() as image:
-            if name in self._snapshots(image):
-                log.info("%s: reusing existing snapshot %s", self.spec, name)
-                return
-            try:
-                image.create_snap(name)
-            except rbd.Error as e:
-                raise SourceError(self.spec, f"cannot create snapshot {name}: {_one_line(e)}") from None
+            self._create(image, snap_name(revision_id), self._snapshots(image))
+
+    def _create(self, image: Any, name: str, existing: list[str]) -> None:
+        if name in existing:
+            log.info("%s: reusing existing snapshot %s", self.spec, name)
+            return
+        _, rbd = load_bindings(self._fail)
+        counters.count("rbd.snap_create")
+        counters.event("rbd.snap_create:start")
+        try:
+            image.create_snap(name)
+        except rbd.Error as e:
+            raise SourceError(self.spec, f"cannot create snapshot {name}: {_one_line(e)}") from None
+        finally:
+            counters.event("rbd.snap_create:end")
+
+    def snapshot_and_retire(self, revision_id: str, keep: set[str]) -> Retirement:
+        """Create the snapshot while removing the old ones, all issued at once: one monitor round, not two.
+
+        A removal thread signals just before it calls librbd, which updates the image header before it asks
+        the monitor; the create asks the monitor first. Issued within milliseconds of each other, both land
+        in the same proposal (a few tens of milliseconds apart, the later one waits a whole interval).
+        """
+        name = snap_name(revision_id)
+        image = open_image(self._spec, self._io(), self._fail)
+        threads: list[threading.Thread] = []
+        warnings: list[str] = []
+
+        def finish() -> list[str]:
+            for thread in threads:
+                thread.join()
+            image.close()
+            return warnings
+
+        try:
+            existing = self._snapshots(image)
+            doomed = self._retirable(existing, keep | {revision_id})
+            issued = [threading.Event() for _ in doomed]
+            for old, signal in zip(doomed, issued, strict=True):
+                threads.append(threading.Thread(target=self._remove_into, args=(image, old, warnings, signal),
+                                                name=f"retire-{old}", daemon=True))
+            for thread in threads:
+                thread.start()
+            for signal in issued:
+                signal.wait(timeout=5)  # never longer: a stuck removal must not hold up the snapshot
+            self._create(image, name, existing)
+        except BaseException:
+            finish()
+            raise
+        return Retirement(finish)
+
+    def _remove_into(self, image: Any, name: str, warnings: list[str], issued: threading.Event) -> None:
+        try:
+            problem = self._remove(image, name, issued)
+        except Exception as exc:  # noqa: BLE001 - housekeeping: reported, never fatal
+            problem = f"cannot remove snapshot {name}: {_one_line(exc)}"
+        finally:
+            issued.set()
+        if problem:
+            warnings.append(f"could not remove old snapshots: {problem}")
 
     def _open(self, revision_id: str, parent_id: str | None) -> Snapshot:
         return RbdSnapshot(self._spec, revision_id, parent_id, ioctx=self._io())
@@ -363,31 +437,45 @@ class RbdSource(Source):
     def retire_snapshots(self, keep: set[str]) -> None:
         """Remove ``lifeboat-*`` snapshots of revisions not in ``keep``; other snapshots are not ours.
 
-        A snapshot that cannot be removed (protected because someone cloned it) is logged and left: the
-        backup that just succeeded must not turn into a failure over housekeeping.
+        A snapshot that cannot be removed (protected because someone cloned it) is logged and left: a
+        backup must not turn into a failure over housekeeping.
         """
-        keep_names = {snap_name(rev) for rev in keep}
         with self._image() as image:
-            for name in self._snapshots(image):
-                if name.startswith(SNAP_PREFIX) and name not in keep_names:
-                    self._remove(image, name)
+            for name in self._retirable(self._snapshots(image), keep):
+                self._remove(image, name)
+
+    @staticmethod
+    def _retirable(names: list[str], keep: set[str]) -> list[str]:
+        keep_names = {snap_name(rev) for rev in keep}
+        return [n for n in names if n.startswith(SNAP_PREFIX) and n not in keep_names]
 
     def lifeboat_snapshots(self) -> list[str]:
         """Revision ids that still have a snapshot on the image, oldest first (for listings and tests)."""
         with self._image() as image:
             return [n[len(SNAP_PREFIX) :] for n in self._snapshots(image) if n.startswith(SNAP_PREFIX)]
 
-    def _remove(self, image: Any, name: str) -> None:
+    def _remove(self, image: Any, name: str, issued: threading.Event | None = None) -> str | None:
+        """Remove one snapshot; what went wrong (logged too) or None. ``issued`` is set just before librbd's
+        call (see ``snapshot_and_retire``)."""
         _, rbd = load_bindings(self._fail)
         try:
             if image.is_protected_snap(name):
                 log.warning("%s: snapshot %s is protected (cloned?); left in place", self.spec, name)
-                return
-            image.remove_snap(name)
+                return f"snapshot {name} is protected (cloned?); left in place"
+            counters.count("rbd.snap_remove")
+            counters.event("rbd.snap_remove:start")
+            if issued is not None:
+                issued.set()
+            try:
+                image.remove_snap(name)
+            finally:
+                counters.event("rbd.snap_remove:end")
         except rbd.ImageNotFound:
-            return
+            return None
         except rbd.Error as e:
             log.warning("%s: cannot remove snapshot %s: %s", self.spec, name, _one_line(e))
+            return f"cannot remove snapshot {name}: {_one_line(e)}"
+        return None
 
 
 def make_rbd_source(spec: str) -> RbdSource:
