@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ("tests.fixtures.portal", "tests.fixtures.jobs")
+
 LIFEBOAT = str(Path(sys.executable).with_name("lifeboat"))
 # Tests never read the instance config that `make run` leaves in ./var (tests of it set their own path).
 os.environ["LIFEBOAT_INSTANCE_PATH"] = "/nonexistent/lifeboat-tests-instance"

@@ -13,13 +13,12 @@ from portal import clock
 from portal.extensions import db
 from portal.services import heartbeat
 from tests.conftest import run_lifeboat
-from tests.jobs.conftest import _schema, app, database_url, queues, redis_url, world  # noqa: F401 - fixtures
 
 PLUGIN_LINE = re.compile(r"^LIFEBOAT (OK|WARNING|CRITICAL|UNKNOWN) - [^|\n]+( \| [^\n]+)?$")
 
 
 @pytest.fixture
-def env(app, database_url, redis_url, queues, tmp_path: Path) -> dict[str, str]:  # noqa: F811
+def env(app, database_url, redis_url, queues, tmp_path: Path) -> dict[str, str]:
     storage = tmp_path / "repositories"
     storage.mkdir()
     return {"LIFEBOAT_DATABASE_URL": database_url, "LIFEBOAT_REDIS_URL": redis_url,
@@ -27,7 +26,7 @@ def env(app, database_url, redis_url, queues, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def healthy(env, world, queues) -> dict[str, str]:  # noqa: F811
+def healthy(env, world, queues) -> dict[str, str]:
     """A scheduler that just ticked (the real command) and a worker registered in Redis."""
     from rq import Queue, Worker
 
@@ -56,7 +55,7 @@ def test_a_healthy_setup_is_ok(healthy) -> None:
         assert perf in line
 
 
-def test_a_vm_beyond_its_rpo_warns_then_goes_critical(healthy, world) -> None:  # noqa: F811
+def test_a_vm_beyond_its_rpo_warns_then_goes_critical(healthy, world) -> None:
     point = world["acme_point"]  # web-1, RPO 120 minutes
     point.created_at = clock.now() - timedelta(hours=3)
     db.session.commit()
@@ -72,7 +71,7 @@ def test_a_vm_beyond_its_rpo_warns_then_goes_critical(healthy, world) -> None:  
     assert everything.code == 2 and everything.stdout.startswith("LIFEBOAT CRITICAL - 1 of 3 VMs beyond RPO")
 
 
-def test_redis_unreachable_is_critical_and_the_workers_unknown(env, world) -> None:  # noqa: F811
+def test_redis_unreachable_is_critical_and_the_workers_unknown(env, world) -> None:
     result = check({**env, "LIFEBOAT_REDIS_URL": "redis://127.0.0.1:1/0"}, "--skip", "storage")
     assert result.code == 2
     assert result.stdout.startswith("LIFEBOAT CRITICAL - Redis unreachable")
@@ -88,13 +87,13 @@ def test_database_unreachable_is_critical(env) -> None:
     assert only_rpo.code == 2 and "database unreachable" in only_rpo.stdout
 
 
-def test_no_worker_and_no_scheduler_are_critical(env, world) -> None:  # noqa: F811
+def test_no_worker_and_no_scheduler_are_critical(env, world) -> None:
     result = check(env, "--only", "workers,scheduler")
     assert result.code == 2
     assert "0 worker(s) alive" in result.stdout and "scheduler has never run" in result.stdout
 
 
-def test_a_late_scheduler_warns(env, world) -> None:  # noqa: F811
+def test_a_late_scheduler_warns(env, world) -> None:
     heartbeat.beat(heartbeat.SCHEDULER, clock.now() - timedelta(seconds=400))
     assert check(env, "--only", "scheduler").code == 1
     assert check(env, "--only", "scheduler", "--scheduler-critical", "350").code == 2
@@ -121,7 +120,7 @@ def test_configuration_it_cannot_load_is_unknown(env) -> None:
     assert result.code == 3 and "cannot load the configuration" in result.stdout
 
 
-def test_a_vm_missing_from_the_inventory_is_still_watched(healthy, world) -> None:  # noqa: F811
+def test_a_vm_missing_from_the_inventory_is_still_watched(healthy, world) -> None:
     """A feed that drops a VM must not drop it from monitoring too: its backups stop, and that must show."""
     vm, point = world["acme_vm"], world["acme_point"]
     vm.missing_since = clock.now() - timedelta(hours=4)

@@ -9,15 +9,6 @@ import pytest
 
 from portal.models import User
 from portal.services import tokens
-from tests.jobs.conftest import file_vm, queues, redis_url  # noqa: F401 - real Redis, real disk images
-from tests.portal.conftest import (  # noqa: F401 - fixtures shared with the portal tests
-    _schema,
-    app,
-    auth,
-    client,
-    database_url,
-    world,
-)
 
 Bearer = Callable[..., dict[str, str]]
 
@@ -28,7 +19,7 @@ def make_token(user: User, scopes: list[str] | tuple[str, ...] = tokens.SCOPES, 
 
 
 @pytest.fixture
-def bearer(app) -> Bearer:  # noqa: F811
+def bearer(app) -> Bearer:
     """``bearer(user, scopes=..., vm_ids=...)`` -> an Authorization header with a new token."""
 
     def make(user: User, scopes: list[str] | tuple[str, ...] = tokens.SCOPES, **options: object) -> dict[str, str]:

@@ -15,10 +15,10 @@ from portal.extensions import db
 from portal.models import VM, AuditEntry, BackupPoint, Policy, Restore
 from portal.services import tokens
 from storage.repository import Repository
+from tests.fixtures.jobs import run_jobs
+from tests.fixtures.portal import make_point, make_vm
 from tests.jobs import images_available
-from tests.jobs.conftest import run_jobs
 from tests.jobs.test_jobs import backed_up
-from tests.portal.conftest import make_point, make_vm
 
 from .conftest import make_token
 

@@ -16,9 +16,9 @@ from portal.extensions import db
 from portal.models import AuditEntry, DisasterRestore, DisasterRun, Incident, Restore
 from portal.services import disaster, incidents
 from portal.services.disaster import DisasterError, Scope
-from tests.portal.conftest import make_org, make_point, make_tier, make_user, make_vm
+from tests.fixtures.jobs import run_jobs
+from tests.fixtures.portal import make_org, make_point, make_tier, make_user, make_vm
 
-from .conftest import run_jobs
 from .helpers import make_point_for
 from .test_jobs import backed_up
 

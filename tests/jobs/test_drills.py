@@ -17,9 +17,9 @@ from portal.extensions import db
 from portal.models import AuditEntry, BackupPoint, FireDrill
 from portal.services import disaster, drills, eta, schedule
 from portal.services.drills import DrillError
+from tests.fixtures.jobs import run_jobs
 
 from . import images_available
-from .conftest import run_jobs
 from .test_jobs import backed_up
 
 needs_images = pytest.mark.skipif(not images_available(), reason="needs sfdisk and mkfs.ext4 (fdisk, e2fsprogs)")

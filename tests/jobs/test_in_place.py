@@ -13,8 +13,8 @@ from portal.extensions import db
 from portal.models import AuditEntry, BackupPoint, Restore
 from portal.services import runs
 from storage.repository import Repository
+from tests.fixtures.jobs import run_jobs
 
-from .conftest import run_jobs
 from .test_jobs import backed_up
 
 MiB = 1024 * 1024

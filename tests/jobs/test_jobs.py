@@ -11,8 +11,7 @@ from typing import Any
 from portal.extensions import db
 from portal.models import BackupPoint, BackupRun, Restore
 from portal.services import runs
-
-from .conftest import run_jobs
+from tests.fixtures.jobs import run_jobs
 
 
 def backed_up(vm: Any, queues: Any, world: dict[str, Any]) -> BackupPoint:

@@ -14,8 +14,7 @@ from portal.app import create_app
 from portal.extensions import db
 from portal.models import BackupPoint
 from portal.services import heartbeat, runs
-
-from .conftest import run_jobs
+from tests.fixtures.jobs import run_jobs
 
 SERIES = (
     "lifeboat_up", "lifeboat_backup_runs", "lifeboat_restores", "lifeboat_restores_queued",

@@ -14,9 +14,9 @@ from markupsafe import escape
 from portal.extensions import db
 from portal.models import Restore
 from portal.services import runs, tokens
+from tests.fixtures.jobs import run_jobs
 
 from . import images_available
-from .conftest import run_jobs
 from .test_jobs import backed_up
 
 STATE = '<strong data-state="{state}">{text}</strong>'

@@ -16,7 +16,7 @@ from portal import clock
 from portal.extensions import db
 from portal.models import Restore
 from portal.services import disaster, runs, tokens
-from tests.portal.conftest import make_point, make_vm
+from tests.fixtures.portal import make_point, make_vm
 
 MiB = 1 << 20
 BEFORE = re.compile(r"Queue position: <strong>(\d+)</strong> \((\d+) restore\(s\) will start before this one\)")

@@ -12,9 +12,9 @@ from portal.extensions import db
 from portal.models import AuditEntry, Restore
 from portal.services import eta, policies, runs, tiers
 from portal.services.queue import QUEUES
-from tests.portal.conftest import make_org, make_tier, make_vm
+from tests.fixtures.jobs import run_jobs
+from tests.fixtures.portal import make_org, make_tier, make_vm
 
-from .conftest import run_jobs
 from .helpers import make_point_for
 from .test_jobs import backed_up
 

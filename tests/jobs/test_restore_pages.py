@@ -11,9 +11,9 @@ import pytest
 
 from portal.extensions import db
 from portal.models import Restore
+from tests.fixtures.jobs import run_jobs
 
 from . import images_available
-from .conftest import run_jobs
 from .test_jobs import backed_up
 
 pytestmark = pytest.mark.skipif(not images_available(), reason="needs sfdisk and mkfs.ext4 (fdisk, e2fsprogs)")

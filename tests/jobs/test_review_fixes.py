@@ -16,8 +16,8 @@ from portal.models import VM, BackupPoint, FireDrill, Verification
 from portal.services import deletions, drills, verification
 from storage import retention
 from storage.repository import Repository
+from tests.fixtures.jobs import run_jobs
 
-from .conftest import run_jobs
 from .test_jobs import backed_up
 
 

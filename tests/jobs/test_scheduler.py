@@ -8,8 +8,7 @@ from portal import clock
 from portal.extensions import db
 from portal.models import BackupRun, Notice, Restore
 from portal.services import runs, schedule
-
-from .conftest import run_jobs
+from tests.fixtures.jobs import run_jobs
 
 
 def test_exactly_the_due_backups_are_enqueued(world, queues) -> None:

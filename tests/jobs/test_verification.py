@@ -13,8 +13,8 @@ from portal.extensions import db
 from portal.models import AuditEntry, Verification
 from portal.services import schedule, verification
 from storage.retention import set_protected
+from tests.fixtures.jobs import run_jobs
 
-from .conftest import run_jobs
 from .helpers import make_point_for
 from .test_jobs import backed_up
 

@@ -21,9 +21,6 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.jobs.conftest import file_vm, queues, redis_url  # noqa: F401 - job fixtures (real Redis)
-from tests.portal.conftest import _schema, app, auth, client, database_url, world  # noqa: F401
-
 SMTP_USER, SMTP_PASSWORD = "lifeboat", "mail password"
 HOOK_SECRET = "receiver-shared-secret-0123456789"
 
@@ -170,7 +167,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def notifying(app: Any, queues: Any) -> Any:  # noqa: F811 - the imported fixtures
+def notifying(app: Any, queues: Any) -> Any:
     """The app sending mail to 127.0.0.1 (the test points SMTP_PORT at its server), webhooks to loopback,
     retries without waiting (intervals of 0 s: RQ re-queues at once, so a burst worker runs every attempt)."""
     app.config.update(SMTP_HOST="127.0.0.1", SMTP_PORT=free_port(), SMTP_STARTTLS=False, SMTP_USER="",

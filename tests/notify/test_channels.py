@@ -13,7 +13,7 @@ from portal.extensions import db
 from portal.models import Notification, Webhook
 from portal.services import notify
 from portal.services.notify import KINDS, Preference
-from tests.jobs.conftest import run_jobs
+from tests.fixtures.jobs import run_jobs
 
 from .conftest import HOOK_SECRET, SMTP_PASSWORD, SMTP_USER, free_port
 

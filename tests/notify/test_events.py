@@ -11,7 +11,7 @@ from portal import clock
 from portal.extensions import db
 from portal.models import BackupPoint, BackupRun
 from portal.services import deletions, inventory, notify, runs, schedule
-from tests.jobs.conftest import run_jobs
+from tests.fixtures.jobs import run_jobs
 
 from .test_channels import add_hook, rows
 

@@ -6,7 +6,7 @@ import re
 
 from portal.models import AuditEntry, NotificationPreference, Webhook
 from portal.services import notify
-from tests.jobs.conftest import run_jobs
+from tests.fixtures.jobs import run_jobs
 
 from .test_channels import rows
 

@@ -15,7 +15,7 @@ from portal.extensions import db
 from portal.models import BackupPoint
 from portal.services import deletions, notify
 from storage import clock as storage_clock
-from tests.jobs.conftest import run_jobs
+from tests.fixtures.jobs import run_jobs
 from tests.jobs.test_jobs import backed_up
 
 from .test_channels import add_hook, rows

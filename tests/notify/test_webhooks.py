@@ -11,7 +11,7 @@ import pytest
 from portal.extensions import db
 from portal.models import Notification
 from portal.services import notify, webhooks
-from tests.jobs.conftest import run_jobs
+from tests.fixtures.jobs import run_jobs
 
 from .conftest import HOOK_SECRET
 from .test_channels import add_hook, rows

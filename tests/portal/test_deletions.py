@@ -22,8 +22,7 @@ from portal.services.deletions import DeletionError, DeletionForbidden, Deletion
 from storage import backup as engine_backup
 from storage import retention
 from storage.repository import Repository
-
-from .conftest import make_user
+from tests.fixtures.portal import make_user
 
 T0 = datetime(2030, 1, 6, 12, 0, tzinfo=UTC)
 NAIVE_T0 = T0.replace(tzinfo=None)

@@ -6,7 +6,6 @@ import pytest
 from flask import Flask
 
 from portal.app import create_app
-from tests.jobs.conftest import queues, redis_url  # noqa: F401 - fixtures: a real Redis for /readyz
 
 CLOSED_PORT = "redis://127.0.0.1:1/0"  # nothing listens on port 1: connection refused at once
 
@@ -16,7 +15,7 @@ def test_healthz_answers_without_checking_anything(client) -> None:
     assert answer.status_code == 200 and answer.json == {"status": "ok"}
 
 
-def test_readyz_is_ready_with_database_redis_and_storage_root(app, client, queues, tmp_path) -> None:  # noqa: F811
+def test_readyz_is_ready_with_database_redis_and_storage_root(app, client, queues, tmp_path) -> None:
     (tmp_path / "repositories").mkdir()
     answer = client.get("/readyz")
     assert answer.status_code == 200, answer.json
@@ -34,7 +33,7 @@ def test_readyz_is_503_with_the_reason_when_redis_is_unreachable(app, client, tm
     assert answer.json["reason"].startswith("redis: ") and "Connection" in answer.json["reason"]
 
 
-def test_readyz_is_503_without_the_storage_root(app, client, queues) -> None:  # noqa: F811
+def test_readyz_is_503_without_the_storage_root(app, client, queues) -> None:
     answer = client.get("/readyz")
     assert answer.status_code == 503
     assert "storage root" in answer.json["reason"] and answer.json["checks"]["redis"] == "ok"

@@ -14,8 +14,8 @@ import pytest
 from portal.extensions import db
 from portal.models import User
 from portal.services import tokens
+from tests.fixtures.portal import PASSWORD
 
-from .conftest import PASSWORD
 from .matrix import all_routes
 from .test_route_matrix import token_endpoints
 

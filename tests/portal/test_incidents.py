@@ -14,8 +14,7 @@ from portal.extensions import db
 from portal.models import AuditEntry, Incident, Restore
 from portal.services import eta, incidents
 from portal.services.incidents import IncidentError
-
-from .conftest import make_point, make_vm
+from tests.fixtures.portal import make_point, make_vm
 
 START = datetime(2026, 12, 1, 12, 0)
 

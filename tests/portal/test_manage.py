@@ -14,8 +14,7 @@ from portal import clock
 from portal.extensions import db
 from portal.models import VM, AuditEntry, BackupPoint, InventorySync, Notice, Organisation, Policy, SlaTier
 from portal.services import audit, tiers
-
-from .conftest import make_org, make_tier, make_vm
+from tests.fixtures.portal import make_org, make_tier, make_vm
 
 TIER = {"name": "Gold", "min_rpo_minutes": "30", "max_keep_hourly": "12", "max_keep_daily": "14",
         "max_keep_weekly": "8", "max_keep_monthly": "6", "restore_priority": "high", "rto_minutes": "120",

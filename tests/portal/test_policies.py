@@ -57,7 +57,7 @@ def test_production_cannot_be_excluded_and_exclusion_needs_a_reason(client, auth
 
 
 def test_business_critical_needs_a_tier_that_includes_it(client, auth, world) -> None:
-    from .conftest import make_vm
+    from tests.fixtures.portal import make_vm
 
     dev_box = make_vm(world["globex"], "dev-box", "development", rpo_minutes=1440)
     auth.login(world["globex_admin"])
@@ -83,7 +83,7 @@ def test_members_cannot_edit_policies(client, auth, world) -> None:
 def test_the_form_offers_only_the_rpos_the_tier_allows_and_no_refused_checkbox(client, auth, world) -> None:
     import re
 
-    from .conftest import make_vm
+    from tests.fixtures.portal import make_vm
 
     dev_box = make_vm(world["globex"], "dev-box", "development", rpo_minutes=1440)
     auth.login(world["globex_admin"])
@@ -111,7 +111,7 @@ def test_the_form_offers_only_the_rpos_the_tier_allows_and_no_refused_checkbox(c
 
 def test_a_flag_the_tier_no_longer_offers_is_kept_when_the_form_is_saved(client, auth, world) -> None:
     """No checkbox is shown; an absent box is not an unticked one, so saving other fields keeps the flag."""
-    from .conftest import make_vm
+    from tests.fixtures.portal import make_vm
 
     dev_box = make_vm(world["globex"], "dev-box", "development", rpo_minutes=1440, business_critical=True)
     auth.login(world["globex_admin"])

@@ -10,8 +10,7 @@ import pytest
 from portal import clock
 from portal.services import disaster
 from portal.services.priority import CLASSES, classify, priority_of
-
-from .conftest import make_org, make_point, make_tier, make_vm
+from tests.fixtures.portal import make_org, make_point, make_tier, make_vm
 
 
 @pytest.mark.parametrize("tier_class", CLASSES)

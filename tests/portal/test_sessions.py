@@ -8,8 +8,7 @@ from typing import Any
 import pytest
 
 from portal.extensions import db
-
-from .conftest import PASSWORD, Auth
+from tests.fixtures.portal import PASSWORD, Auth
 
 
 def signed_in(client: Any) -> bool:

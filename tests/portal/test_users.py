@@ -8,8 +8,7 @@ from sqlalchemy import select
 
 from portal.extensions import db
 from portal.models import AuditEntry, User
-
-from .conftest import make_user
+from tests.fixtures.portal import make_user
 
 NEW = {"email": "New.Person@Acme.example", "name": "New Person", "role": "customer_member",
        "password": "twelve chars!"}

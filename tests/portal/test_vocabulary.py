@@ -12,8 +12,7 @@ from portal.extensions import db
 from portal.models import BackupPoint
 from portal.models.backups import GOOD_STATES, STATE_OF_TRUST, STATES, PointState
 from storage.manifest import Trust
-
-from .conftest import make_org, make_point, make_vm
+from tests.fixtures.portal import make_org, make_point, make_vm
 
 
 def test_every_engine_trust_has_one_catalog_state() -> None:

@@ -21,18 +21,7 @@ from portal.models import VM, User
 from portal.services.catalog import rebuild
 from portal.services.tokens import create_token
 from storage.backup import backup
-from tests.portal.conftest import (  # noqa: F401 - fixtures shared with the portal tests
-    _empty_tables,
-    _schema,
-    app,
-    client,
-    database_url,
-    make_org,
-    make_tier,
-    make_user,
-    make_vm,
-    world,
-)
+from tests.fixtures.portal import _empty_tables, make_org, make_tier, make_user, make_vm
 from tests.storage.diskdata import block, write_image
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
@@ -134,7 +123,7 @@ def image_v2(tmp_path: Path) -> tuple[Path, bytes]:
 
 
 @pytest.fixture
-def primary(app: Flask, tmp_path: Path,  # noqa: F811 - the portal tests' app fixture
+def primary(app: Flask, tmp_path: Path,
             image_v1: tuple[Path, bytes], image_v2: tuple[Path, bytes]) -> Iterator[Portal]:
     """The primary portal with two backups of web-1 (v1, then v2) and one of db-1, cataloged."""
     root = Path(app.config["STORAGE_ROOT"])

@@ -10,7 +10,7 @@ from portal import clock
 from portal.extensions import db
 from portal.models import Restore
 from portal.services import tokens
-from tests.portal.conftest import make_point, make_vm
+from tests.fixtures.portal import make_point, make_vm
 
 from . import Case, everyone, signed_in
 
