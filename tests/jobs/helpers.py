@@ -24,3 +24,9 @@ def make_point_for(vm: Any, template: BackupPoint) -> BackupPoint:
     db.session.add(point)
     db.session.commit()
     return point
+
+
+def fresh_row(model: Any, row_id: int) -> Any:
+    """The row as the database holds it now (another process, or a job, changed it)."""
+    db.session.expire_all()
+    return db.session.get(model, row_id)

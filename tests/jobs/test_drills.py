@@ -20,6 +20,7 @@ from portal.services.drills import DrillError
 from tests.fixtures.jobs import run_jobs
 
 from . import images_available
+from .helpers import fresh_row
 from .test_jobs import backed_up
 
 needs_images = pytest.mark.skipif(not images_available(), reason="needs sfdisk and mkfs.ext4 (fdisk, e2fsprogs)")
@@ -164,3 +165,19 @@ def test_fleet_rto_projection_for_1_to_n_workers(world) -> None:
     assert [(p.workers, p.total_seconds, p.critical_seconds) for p in projections] == [
         (1, 16.0, 4.0), (2, 12.0, 4.0), (3, 12.0, 4.0)]  # 1 GiB + 3 GiB at 256 MiB/s per worker
     assert BackupPoint.query.count() == 2
+
+
+def test_a_drill_retried_after_dying_while_checking_removes_the_old_image(file_vm, queues, world, app,
+                                                                         tmp_path) -> None:
+    app.config["RESTORE_ROOT"] = str(tmp_path / "restores")
+    backed_up(file_vm, queues, world)
+    drill = drills.request_drill(file_vm, world["operator"])
+    scratch = tmp_path / "restores" / "drills" / f"drill-{drill.id}.img"
+    scratch.parent.mkdir(parents=True)
+    scratch.write_bytes(b"\0" * 4096)  # the complete image of the attempt whose worker died in "checking"
+    drill.state, drill.phase, drill.attempts = "running", "checking", 1
+    db.session.commit()
+    run_jobs(queues)
+    drill = fresh_row(FireDrill, drill.id)
+    assert (drill.state, drill.result) == ("done", "passed"), drill.error
+    assert not scratch.exists()

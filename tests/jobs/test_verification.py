@@ -10,12 +10,12 @@ from typing import Any
 
 from portal import clock
 from portal.extensions import db
-from portal.models import AuditEntry, Verification
+from portal.models import AuditEntry, BackupPoint, Verification
 from portal.services import schedule, verification
 from storage.retention import set_protected
 from tests.fixtures.jobs import run_jobs
 
-from .helpers import make_point_for
+from .helpers import fresh_row, make_point_for
 from .test_jobs import backed_up
 
 
@@ -162,3 +162,44 @@ def test_verifications_do_not_hold_up_purges(file_vm, queues, world) -> None:
     assert report.failed == [] and report.deferred == [], report.summary()
     db.session.expire_all()
     assert Verification.query.count() == 0
+
+
+def test_a_distrusted_point_is_not_verified_again_every_tick(file_vm, queues, world, app) -> None:
+    for name in ("acme_point", "globex_point"):  # catalog-only rows without a repository: not this story
+        world[name].verified_at = clock.now()
+    db.session.commit()
+    point = backed_up(file_vm, queues, world)
+    chunks = sorted(Path(app.config["STORAGE_ROOT"], file_vm.repository_name, "chunks").rglob("*"))
+    victim = next(p for p in chunks if p.is_file())
+    victim.chmod(0o644)
+    victim.write_bytes(b"not what was stored")
+    now = clock.now()
+    [first] = verification.schedule_due(now)
+    run_jobs(queues)
+    assert fresh_row(Verification, first).phase == "damage found"
+    assert fresh_row(BackupPoint, point.id).state == "distrusted"
+    assert verification.schedule_due(now + timedelta(minutes=1)) == []  # attempted: not due every minute
+    assert verification.schedule_due(now + timedelta(days=5)) == []
+    later = verification.schedule_due(now + timedelta(days=6, minutes=1))  # the interval has passed
+    assert [(r.vm_id, r.revision) for r in map(lambda i: fresh_row(Verification, i), later)
+            if r.vm_id == file_vm.id] == [(file_vm.id, point.revision)]
+
+
+def test_a_new_backup_makes_a_distrusted_point_due_again(file_vm, queues, world, app) -> None:
+    for name in ("acme_point", "globex_point"):
+        world[name].verified_at = clock.now()
+    db.session.commit()
+    point = backed_up(file_vm, queues, world)
+    verification.request(file_vm, world["operator"])
+    chunks = sorted(Path(app.config["STORAGE_ROOT"], file_vm.repository_name, "chunks").rglob("*"))
+    victim = next(p for p in chunks if p.is_file())
+    victim.chmod(0o644)
+    victim.write_bytes(b"not what was stored")
+    run_jobs(queues)
+    assert fresh_row(BackupPoint, point.id).state == "distrusted"
+    assert verification.schedule_due(clock.now()) == []
+    newer = backed_up(file_vm, queues, world)  # may rewrite the damaged chunk: worth a look at both points
+    [row] = verification.schedule_due(clock.now())
+    assert fresh_row(Verification, row).revision == ""  # both due: one pass over the repository
+    run_jobs(queues)
+    assert sorted(fresh_row(Verification, row).result["revisions_checked"]) == sorted([point.revision, newer.revision])

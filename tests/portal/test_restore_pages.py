@@ -12,9 +12,8 @@ import pytest
 from portal.extensions import db
 from portal.models import Restore
 from tests.fixtures.jobs import run_jobs
-
-from . import images_available
-from .test_jobs import backed_up
+from tests.jobs import images_available
+from tests.jobs.test_jobs import backed_up
 
 pytestmark = pytest.mark.skipif(not images_available(), reason="needs sfdisk and mkfs.ext4 (fdisk, e2fsprogs)")
 
