@@ -56,11 +56,13 @@ main.add_command(check)  # the Nagios/Icinga plugin (portal/check_cli.py)
 
 
 def with_app(function: Callable[..., Any]) -> Callable[..., Any]:
-    """Run the command inside the portal's app context; its errors become one line and exit code 2."""
+    """Run the command inside the portal's app context; a configuration error or a service's refusal
+    (``portal.errors.DomainError``) becomes one line and exit code 2."""
 
     @wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from portal.app import create_app
+        from portal.errors import DomainError
 
         try:
             app = create_app()
@@ -68,7 +70,11 @@ def with_app(function: Callable[..., Any]) -> Callable[..., Any]:
             click.echo(f"lifeboat: error: {exc}", err=True)
             sys.exit(2)
         with app.app_context():
-            return function(*args, **kwargs)
+            try:
+                return function(*args, **kwargs)
+            except DomainError as exc:
+                click.echo(f"lifeboat: error: {exc}", err=True)
+                sys.exit(2)
 
     return wrapper
 
@@ -169,12 +175,8 @@ def token_create(email: str, scopes: str, name: str, expires_days: int | None, v
         click.echo(f"lifeboat: error: no user {email}", err=True)
         sys.exit(2)
     expires = clock.now() + timedelta(days=expires_days) if expires_days else None
-    try:
-        _, secret = tokens.create_token(user, tokens.parse_scopes(scopes), name=name,
-                                        vm_ids=list(vm_ids) or None, expires_at=expires, actor="cli:token-create")
-    except tokens.TokenError as exc:
-        click.echo(f"lifeboat: error: {exc}", err=True)
-        sys.exit(2)
+    _, secret = tokens.create_token(user, tokens.parse_scopes(scopes), name=name,  # TokenError: one line, exit 2
+                                    vm_ids=list(vm_ids) or None, expires_at=expires, actor="cli:token-create")
     click.echo(secret)
 
 

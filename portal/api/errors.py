@@ -15,6 +15,9 @@ from flask import Flask, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, InternalServerError
 
+from ..errors import DomainError
+from ..extensions import db
+
 API_PREFIX = "/api/"
 
 CODES = {
@@ -113,3 +116,20 @@ def install(app: Flask) -> None:
         return error
 
     app.register_error_handler(HTTPException, handle)
+
+    pages: Callable[[DomainError], ResponseReturnValue] | None = (
+        app.error_handler_spec.get(None, {}).get(None, {}).get(DomainError))  # type: ignore[assignment]  # not async
+
+    def refused(error: DomainError) -> ResponseReturnValue:
+        """A service's refusal on an API path: its status, code, message, field errors and extra fields."""
+        if not is_api_request() and pages is not None:
+            return pages(error)
+        db.session.rollback()
+        body: dict[str, Any] = {"error": error.api_code, "message": str(error), **error.extra()}
+        if error.errors:
+            body["errors"] = error.errors
+        response = jsonify(body)
+        response.status_code = error.status
+        return response
+
+    app.register_error_handler(DomainError, refused)

@@ -39,12 +39,7 @@ class InventorySync(MethodView):
         document = request.get_json(silent=True)
         if document is None:
             api_error(422, "the body must be the inventory feed as JSON", "invalid_feed")
-        try:
-            result = service.sync(document, args["scope"], actor=current_user())
-        except service.FeedError as exc:
-            api_error(422, str(exc), "invalid_feed")
-        except service.SyncRefused as exc:
-            api_error(409, str(exc), "sync_refused", sync=exc.sync.id)
+        result = service.sync(document, args["scope"], actor=current_user())  # FeedError 422, SyncRefused 409
         return {"status": "applied", "added": result.added, "updated": result.updated, "missing": result.missing,
                 "returned": result.returned}
 

@@ -86,15 +86,9 @@ class VMRestores(MethodView):
     def post(self, body: dict[str, Any], vm: int) -> dict[str, Any]:
         """Queue a full restore (to a new image) or a file restore of `paths` from backup point `backup`."""
         target, point = get_point(vm, body["backup"])
-        try:
-            restore = runs.request_restore(current_user(), target, point, body["kind"], paths=body["paths"],
-                                           target=body["target"])
-        except runs.PointPendingDeletion as exc:
-            db.session.rollback()
-            api_error(exc.status, str(exc), "deletion_pending")
-        except runs.RestoreError as exc:
-            db.session.rollback()
-            api_error(422, str(exc), "restore_refused")
+        # a RestoreError answers 422 restore_refused (409 deletion_pending, 403 forbidden)
+        restore = runs.request_restore(current_user(), target, point, body["kind"], paths=body["paths"],
+                                       target=body["target"])
         return restore_json(restore)
 
 

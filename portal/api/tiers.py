@@ -12,7 +12,6 @@ from sqlalchemy import select
 from ..extensions import db
 from ..models import SlaTier
 from ..services import access, tiers
-from ..services.tiers import TierError
 from . import schemas as s
 from .auth import current_user, require_scope
 from .errors import ErrorSchema, api_error
@@ -62,11 +61,7 @@ class Tiers(MethodView):
     def post(self, values: dict[str, Any]) -> dict[str, Any]:
         """Define a new tier."""
         require_staff()
-        try:
-            tier = tiers.create(current_user(), tiers.parse_form(_as_form(values)))
-        except TierError as exc:
-            db.session.rollback()
-            api_error(422, str(exc), "invalid_tier", errors=exc.errors)
+        tier = tiers.create(current_user(), tiers.parse_form(_as_form(values)))  # TierError: 422 invalid_tier
         return tier_json(tier)
 
 
@@ -88,11 +83,7 @@ class TierDetail(MethodView):
         require_staff()
         row = _get_tier(tier)
         merged = {**tiers.snapshot(row), **values}
-        try:
-            clamps = tiers.update(current_user(), row, tiers.parse_form(_as_form(merged)))
-        except TierError as exc:
-            db.session.rollback()
-            api_error(422, str(exc), "invalid_tier", errors=exc.errors)
+        clamps = tiers.update(current_user(), row, tiers.parse_form(_as_form(merged)))  # TierError: 422 invalid_tier
         return {"tier": tier_json(row), "clamped": {str(k): v for k, v in clamps.items()}}
 
 

@@ -17,8 +17,6 @@ from storage.errors import StorageError
 from ..extensions import db
 from ..models import VM, BackupPoint, Organisation
 from ..services import access, deletions, policies, protection, selection
-from ..services.deletions import DeletionError
-from ..services.policies import PolicyError
 from ..services.priority import priority_of
 from ..services.status import statuses
 from . import schemas as s
@@ -123,11 +121,7 @@ class VMPolicy(MethodView):
         target = get_vm(vm)
         if not (user.is_customer_admin or user.is_operator or user.is_account_manager):
             api_error(403, "only administrators change policies")
-        try:
-            policy = policies.update(user, target, values)
-        except PolicyError as exc:
-            db.session.rollback()
-            api_error(422, str(exc), "policy_outside_tier", errors=exc.errors)
+        policy = policies.update(user, target, values)  # a PolicyError answers 422 policy_outside_tier
         return policies.snapshot(policy)
 
 
@@ -174,14 +168,10 @@ class BackupUndelete(MethodView):
 
 def _deletion(point: BackupPoint, *, undo: bool) -> dict[str, Any]:
     user, point_id = current_user(), point.id
-    try:
-        if undo:
-            deletions.undo(user, point)
-        else:
-            deletions.request_deletion(user, point)
-    except DeletionError as exc:
-        db.session.rollback()
-        api_error(exc.status, str(exc), "deletion_refused" if exc.status == 409 else None)
+    if undo:  # a DeletionError answers its status (409 deletion_refused, 403, 404)
+        deletions.undo(user, point)
+    else:
+        deletions.request_deletion(user, point)
     fresh = db.session.get(BackupPoint, point_id)
     if fresh is None:
         return {"kind": "backup", "id": point_id, "deletion_requested_at": None, "deletion_due_at": None,
@@ -196,11 +186,7 @@ def _deletion(point: BackupPoint, *, undo: bool) -> dict[str, Any]:
 
 def _protect(vm: int, backup: int, protected: bool) -> dict[str, Any]:
     point = get_point(vm, backup)[1]
-    try:
-        protection.set_protected(current_user(), point, protected)
-    except protection.ProtectionError as exc:
-        db.session.rollback()
-        api_error(exc.status, str(exc))
+    protection.set_protected(current_user(), point, protected)  # a ProtectionError answers its status
     return point_json(point)
 
 

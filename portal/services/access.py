@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from flask import abort
 from sqlalchemy import Select, select
 
+from ..errors import NotFound
 from ..extensions import db
 from ..models import VM, BackupPoint, Organisation, User
 from ..security import MAX_ID
@@ -66,11 +66,11 @@ def _check_id(object_id: int) -> None:
     """Ids from forms and query strings: one that no row can have (ids are 32-bit) is 404 like any unknown one,
     not a database error."""
     if not 1 <= object_id <= MAX_ID:
-        abort(404)
+        raise NotFound()
 
 
 def _one_or_404(query: Select[T]) -> T:
     found = db.session.scalars(query).first()
     if found is None:
-        abort(404)
+        raise NotFound()
     return found

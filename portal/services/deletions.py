@@ -62,6 +62,7 @@ from storage.errors import RevisionProtected, StorageError, UnknownRevision
 from storage.repository import Repository, has_repository
 
 from .. import clock
+from ..errors import DomainError
 from ..extensions import db
 from ..models import VM, BackupPoint, BackupRun, Notice, Organisation, ResourceGroup, Restore, User, Verification
 from ..models.accounts import CUSTOMER_ADMIN
@@ -76,18 +77,21 @@ BLOCKED_NOTICE = "deletion_blocked"
 SYSTEM_ACTOR = "system:purge"
 
 
-class DeletionError(Exception):
+class DeletionError(DomainError):
     """A deletion or undo that cannot happen; ``status`` is the HTTP answer, the message is for people."""
 
     status = 409
+    code = "deletion_refused"
 
 
 class DeletionForbidden(DeletionError):
     status = 403
+    code = "forbidden"
 
 
 class DeletionNotFound(DeletionError):
     status = 404
+    code = "not_found"
 
 
 @dataclass(frozen=True)

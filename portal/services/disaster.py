@@ -37,6 +37,7 @@ from sqlalchemy import Select, select
 from sqlalchemy.orm import joinedload
 
 from .. import clock
+from ..errors import DomainError
 from ..extensions import db
 from ..models import VM, BackupPoint, DisasterRestore, DisasterRun, Disk, Organisation, Restore, User
 from ..models.backups import PointState
@@ -57,7 +58,7 @@ RECENT = 20  # measured restores and drills that make up the throughput
 SHOWN = 200  # restores listed one by one on the board
 
 
-class DisasterError(ValueError):
+class DisasterError(DomainError, ValueError):
     """A disaster plan that cannot be made or started; the message says why."""
 
 

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import func, select
 
+from ..errors import DomainError
 from ..extensions import db
 from ..models import VM, BackupPoint, FireDrill, User
 from ..models.operations import PASSED
@@ -29,7 +30,7 @@ FUNCTION = "jobs.drill.run_drill"
 MAX_ATTEMPTS = 3
 
 
-class DrillError(ValueError):
+class DrillError(DomainError, ValueError):
     """A drill that cannot be requested; the message says why."""
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import joinedload
 
 from .. import clock
+from ..errors import DomainError
 from ..extensions import db
 from ..models import VM, Disk, Incident, IncidentUpdate, Organisation, Restore, User
 from ..models.incidents import KINDS, MAINTENANCE, OPEN, RESOLVED
@@ -33,7 +34,7 @@ RECENT = timedelta(days=3)  # resolved or ended incidents stay on the status pag
 QUEUE_LIMIT = 500
 
 
-class IncidentError(ValueError):
+class IncidentError(DomainError, ValueError):
     """An incident request that cannot be accepted; the message says why."""
 
 

@@ -30,6 +30,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from .. import clock
+from ..errors import DomainError
 from ..extensions import db
 from ..models import ENVIRONMENTS, VM, Disk, InventorySync, Organisation, ResourceGroup, User
 from . import audit, notify
@@ -39,16 +40,24 @@ SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 SOURCE = re.compile(r"(file:/[^\x00-\x1f\x7f]{1,400}|rbd:[A-Za-z0-9._-]{1,100}/[A-Za-z0-9._-]{1,200})")
 
 
-class FeedError(ValueError):
+class FeedError(DomainError, ValueError):
     """The feed itself is malformed or outside its scope (exit code 2, nothing changed)."""
 
+    code = "invalid_feed"
 
-class SyncRefused(RuntimeError):
+
+class SyncRefused(DomainError, RuntimeError):
     """The feed is well-formed but applying it would be dangerous (exit code 1, nothing changed)."""
+
+    status = 409
+    code = "sync_refused"
 
     def __init__(self, message: str, sync: InventorySync) -> None:
         super().__init__(message)
         self.sync = sync
+
+    def extra(self) -> dict[str, Any]:
+        return {"sync": self.sync.id}
 
 
 @dataclass

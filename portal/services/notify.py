@@ -39,6 +39,7 @@ from flask import current_app
 from sqlalchemy import ColumnElement, func, select
 
 from .. import clock
+from ..errors import DomainError
 from ..extensions import db
 from ..models import VM, BackupPoint, BackupRun, Notification, NotificationPreference, Organisation, User, Webhook
 from ..models.accounts import ACCOUNT_MANAGER, CUSTOMER_ADMIN, CUSTOMER_MEMBER, OPERATOR
@@ -135,7 +136,7 @@ def preferences_of(user: User) -> dict[str, Preference]:
             else default_preference(user, kind) for kind in people_kinds(user)}
 
 
-class PreferenceError(ValueError):
+class PreferenceError(DomainError, ValueError):
     """A preferences form the rules refuse (422)."""
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app
 
+from ..errors import DomainError
 from ..extensions import db
 from ..models import VM, Policy, SlaTier, User
 from . import audit, ranking
@@ -20,12 +21,14 @@ FIELDS = ("rpo_minutes", *KEEP_FIELDS, "business_critical", "excluded", "exclusi
           "post_hook")
 
 
-class PolicyError(ValueError):
+class PolicyError(DomainError, ValueError):
     """A policy change that the tier or the rules do not allow; the message says why, for the customer."""
+
+    code = "policy_outside_tier"
 
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
+        self.errors: dict[str, str] = errors
 
 
 @dataclass(frozen=True)

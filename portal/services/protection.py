@@ -14,12 +14,13 @@ from flask import current_app
 from storage import retention
 from storage.errors import StorageError, UnknownRevision
 
+from ..errors import DomainError
 from ..extensions import db
 from ..models import BackupPoint, User
 from . import audit
 
 
-class ProtectionError(Exception):
+class ProtectionError(DomainError):
     """A protect or unprotect that cannot happen; ``status`` is the HTTP answer, the message is for people."""
 
     def __init__(self, message: str, status: int = 409) -> None:

@@ -6,6 +6,7 @@ import os
 import re
 from typing import Any
 
+from ..errors import DomainError
 from ..extensions import db
 from ..models import VM, BackupPoint, BackupRun, Restore, User
 from ..models.runs import ACTIVE_STATES, CANCELLED, DONE, FAILED, QUEUED
@@ -13,22 +14,25 @@ from . import audit, deletions, disaster_end, notify, queue
 from .priority import priority_of
 
 
-class RestoreError(ValueError):
+class RestoreError(DomainError, ValueError):
     """A restore request that cannot be accepted; the message says why."""
 
     status = 422
+    code = "restore_refused"
 
 
 class RestoreForbidden(RestoreError):
     """The actor may not request this kind of restore."""
 
     status = 403
+    code = "forbidden"
 
 
 class PointPendingDeletion(RestoreError):
     """The backup point waits in the recycle bin: nothing is restored from it unless the deletion is undone."""
 
     status = 409
+    code = "deletion_pending"
 
 
 def request_backup(vm: VM, actor: User | str = "system:scheduler") -> BackupRun:

@@ -20,6 +20,7 @@ from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import joinedload
 
 from .. import clock
+from ..errors import DomainError
 from ..extensions import db
 from ..models import VM, Notice, Organisation, Policy, SlaTier, User
 from ..models.accounts import PRIORITY_CLASSES
@@ -36,12 +37,14 @@ MAX_RTO_MINUTES = 60 * 24 * 365
 NOTICE_VM_LIMIT = 50  # a notice names this many clamped VMs, then counts the rest
 
 
-class TierError(ValueError):
+class TierError(DomainError, ValueError):
     """A tier form with values the rules refuse; ``errors`` maps each field to a message for the form."""
+
+    code = "invalid_tier"
 
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
+        self.errors: dict[str, str] = errors
 
 
 # -- defining tiers --------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
 from .. import clock
+from ..errors import DomainError
 from ..extensions import db
 from ..models import VM, ApiToken, OAuthClient, User
 from ..security import one_line
@@ -35,7 +36,7 @@ MAX_VMS = 1000
 TOUCH_EVERY = timedelta(seconds=60)
 
 
-class TokenError(ValueError):
+class TokenError(DomainError, ValueError):
     """A token or client request that cannot be accepted; the message says why."""
 
 

@@ -13,9 +13,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from flask import abort
 from sqlalchemy import Select, func, select
 
+from ..errors import DomainError, NotFound
 from ..extensions import db
 from ..models import Organisation, User
 from ..models.accounts import ACCOUNT_MANAGER, CUSTOMER_ADMIN, CUSTOMER_MEMBER, OPERATOR
@@ -30,20 +30,21 @@ MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
 
 
-class UserError(ValueError):
+class UserError(DomainError, ValueError):
     """A request the rules refuse (422); ``errors`` maps each form field to a message."""
 
     status = 422
 
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__("; ".join(f"{k}: {v}" for k, v in errors.items()))
-        self.errors = errors
+        self.errors: dict[str, str] = errors
 
 
 class RoleForbidden(UserError):
     """A role the actor may not grant here (staff roles): a permission problem, not a typo (403)."""
 
     status = 403
+    code = "forbidden"
 
 
 def can_manage(actor: User) -> bool:
@@ -69,7 +70,7 @@ def get_managed(actor: User, user_id: int) -> User:
     """A user the actor may manage: in scope and belonging to an organisation; 404 otherwise."""
     target = access.get_user(actor, user_id)
     if target.organisation_id is None:  # staff accounts are not managed from an organisation's page
-        abort(404)
+        raise NotFound()
     return target
 
 

@@ -27,6 +27,7 @@ from flask import current_app
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import aliased
 
+from ..errors import DomainError
 from ..extensions import db
 from ..models import VM, BackupPoint, User, Verification
 from ..models.runs import ACTIVE_STATES, DONE, FAILED, QUEUED
@@ -36,7 +37,7 @@ QUEUE = "maintenance"
 FUNCTION = "jobs.verify.run_verification"
 
 
-class VerificationError(ValueError):
+class VerificationError(DomainError, ValueError):
     """A verification that cannot be requested; the message says why."""
 
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 from sqlalchemy import select
 
+from ..errors import DomainError
 from ..extensions import db
 from ..models import Notification, Organisation, User, Webhook
 from ..security import one_line
@@ -32,7 +33,7 @@ from .notify import KINDS, TEST_KIND, WEBHOOK_DEFAULT_EVENTS
 EVENTS = tuple(KINDS)
 
 
-class WebhookError(ValueError):
+class WebhookError(DomainError, ValueError):
     """A webhook form the rules refuse (422); the message says why."""
 
 
