@@ -299,6 +299,8 @@ def snapshot_all(sources: list[Source], revision_id: str, hooks: Hooks) -> list[
     the error goes up: a failed backup leaves no snapshot on any disk.
     """
     warnings: list[str] = []
+    for source in sources:
+        source.prepare()
     try:
         if hooks.pre:
             run_hook("pre", hooks.pre, hooks.timeout)

@@ -5,8 +5,9 @@ afterwards tells the source which snapshots it still needs as parents of the nex
 
 Sequence, as ``storage.backup`` drives it::
 
+    source.prepare()      # for every disk of the VM: connect, before the freeze
     run pre-hook          (e.g. fsfreeze in the guest)
-    source.create_snapshot(rev_id)      # must be quick: the guest is frozen
+    source.create_snapshot(rev_id)      # for every disk, in a row; must be quick: the guest is frozen
     run post-hook         (always, even when create_snapshot failed)
     with source.open_snapshot(rev_id, parent_id) as snap:
         snap.size, snap.data_ranges(), snap.changed_ranges(), snap.read(off, n) ...
@@ -57,6 +58,9 @@ class Source(ABC):
     """A place disk data comes from, named by a spec such as ``file:/path`` or ``rbd:pool/image``."""
 
     spec: str
+
+    def prepare(self) -> None:  # noqa: B027 - optional for sources
+        """Do the slow part of snapshotting (connect to a cluster) before the guest is frozen."""
 
     def create_snapshot(self, revision_id: str) -> None:  # noqa: B027 - optional for sources
         """Take the point-in-time snapshot for ``revision_id`` (no-op for plain files)."""
