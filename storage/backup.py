@@ -22,17 +22,20 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 
 from . import clock, counters
 from .durable import ChunkWriter
-from .errors import SourceError
+from .errors import BadSource, SourceError, StorageError
 from .hooks import Hooks, run_hook
-from .manifest import Revision
+from .manifest import ROOT_DISK, DiskImage, Revision
+from .names import check_name
 from .repository import CHUNK_SIZE, ChunkDamaged, Repository, chunk_hash
-from .sources import Snapshot, Source, open_source
+from .sources import Snapshot, Source, open_source, take_snapshots
 from .sources.base import Range, Retirement
 
 ProgressCallback = Callable[[str, int, int], None]  # phase, bytes done, bytes total
@@ -64,6 +67,10 @@ class BackupStats:
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
+
+    def counts(self) -> dict[str, int]:
+        """The counters alone (a disk's share of a backup is the difference of two of these)."""
+        return {key: value for key, value in self.__dict__.items() if isinstance(value, int)}
 
 
 class _ChunkStore:
@@ -135,6 +142,9 @@ class _ChunkStore:
             s.chunks_rewritten += rewritten
             s.chunks_unread += unread
 
+    def add_source_read(self, nbytes: int) -> None:
+        self._count(read=nbytes)
+
     def make_durable(self) -> None:
         """Wait for every new chunk to be on disk under its name, then make the renames durable."""
         self.writer.close()
@@ -164,10 +174,41 @@ def _covered_indices(ranges: Iterable[Range], chunk_size: int, size: int) -> set
     return indices
 
 
+#: what ``backup`` accepts as the disks of a VM: one spec (the disk ``root``), or (name, spec) pairs in order
+DiskSpecs = str | Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+class DuplicateDisk(StorageError):
+    """disk {} is given twice ({}): each disk of a VM needs its own name and its own source"""
+
+
+def disk_specs(specs: DiskSpecs) -> list[tuple[str, str]]:
+    """The (name, source spec) pairs of a backup, names checked and neither names nor sources repeated.
+
+    Two disks reading one source would take two snapshots of one image under one name: refused, like a name
+    given twice (which would make one disk shadow the other in the manifest).
+    """
+    pairs = [(ROOT_DISK, specs)] if isinstance(specs, str) else list(
+        specs.items() if isinstance(specs, Mapping) else specs)
+    if not pairs:
+        raise BadSource("")
+    names: set[str] = set()
+    sources: set[str] = set()
+    for name, spec in pairs:
+        check_name("disk", name)
+        if name in names:
+            raise DuplicateDisk(f"name {name!r}", spec)
+        if spec in sources:
+            raise DuplicateDisk(f"source {spec!r}", name)
+        names.add(name)
+        sources.add(spec)
+    return pairs
+
+
 def backup(
     root: str,
     vm: str,
-    source_spec: str,
+    source_spec: DiskSpecs,
     *,
     hooks: Hooks | None = None,
     tags: Iterable[str] = (),
@@ -176,20 +217,29 @@ def backup(
     progress: ProgressCallback | None = None,
     chunk_size: int = CHUNK_SIZE,
 ) -> Revision:
-    """Back ``source_spec`` up into ``ROOT/<vm>`` and return the new revision (stats in ``.stats``).
+    """Back every disk of ``source_spec`` up into ``ROOT/<vm>`` as one revision (stats in ``.stats``).
 
+    ``source_spec`` is one spec (``file:PATH``, ``rbd:POOL/IMAGE``; the disk is called ``root``) or the VM's
+    disks as (name, spec) pairs. Every disk is snapshotted inside one pre-hook/post-hook freeze, then read
+    incrementally from its own disk in the parent revision. A disk that fails fails the whole revision: no
+    manifest is written and every snapshot of this backup is removed.
     ``chunk_size`` applies only when this backup creates the repository (tests use small chunks).
     """
     started = time.monotonic()
-    source = open_source(source_spec)  # bad specs fail before anything is created
-    try:
-        return _backup(source, root, vm, hooks, tags, threads, wait, progress, chunk_size, started)
-    finally:
-        source.close()
+    pairs = disk_specs(source_spec)
+    with ExitStack() as stack:
+        disks: list[tuple[str, Source]] = []
+        for name, spec in pairs:  # bad specs fail before anything is created
+            source = open_source(spec)
+            stack.callback(source.close)
+            disks.append((name, source))
+        return _backup(disks, root, vm, hooks, tags, threads, wait, progress, chunk_size, started)
+    raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
 
 
-def _backup(source: Source, root: str, vm: str, hooks: Hooks | None, tags: Iterable[str], threads: int | None,
-            wait: float | None, progress: ProgressCallback | None, chunk_size: int, started: float) -> Revision:
+def _backup(disks: list[tuple[str, Source]], root: str, vm: str, hooks: Hooks | None, tags: Iterable[str],
+            threads: int | None, wait: float | None, progress: ProgressCallback | None, chunk_size: int,
+            started: float) -> Revision:
     repo = Repository.open_or_create(root, vm, chunk_size=chunk_size)
     with repo.lock(exclusive=True, wait=wait, purpose="backup"):
         running = os.path.join(repo.path, "backup.running")
@@ -205,58 +255,84 @@ def _backup(source: Source, root: str, vm: str, hooks: Hooks | None, tags: Itera
         suspect = repo.quarantined_chunks()
         for revision in revisions:
             if revision.distrusted:
-                suspect.update(c for c in revision.chunks if c is not None)
+                suspect.update(revision.all_chunks())
         revision_id = repo.new_revision_id()
         created = clock.isoformat(clock.now())
         keep = {revision_id, parent.id} if parent else {revision_id}
-        warnings = _take_snapshot(source, revision_id, hooks or Hooks(), keep)
+        sources = [source for _, source in disks]
+        warnings = snapshot_all(sources, revision_id, hooks or Hooks(), keep)
         store = _ChunkStore(repo, suspect)
+        store.stats.warnings.extend(skipped + warnings)
         try:
-            with source.open_snapshot(revision_id, parent.id if parent else None) as snap:
-                store.stats.warnings.extend(skipped + warnings)
-                chunks = _store_blocks(store, snap, parent, repo.chunk_size, threads, progress)
-                size = snap.size
-                source_read = snap.bytes_read_by_source
+            images = [_back_up_disk(store, name, source, revision_id, _parent_disk(parent, name, source),
+                                    threads, progress) for name, source in disks]
             store.make_durable()
-            store.stats.bytes_read += source_read  # e.g. what computing a diff cost the source
             stats = store.stats.as_dict()
             stats["seconds"] = round(time.monotonic() - started, 3)
             stats["incremental"] = store.stats.chunks_unread > 0
             revision = Revision(
-                id=revision_id, vm=vm, created=created, size=size, chunk_size=repo.chunk_size,
-                chunks=chunks, parent=parent.id if parent else None, source=source.spec,
-                tags=sorted(set(tags)), stats=stats,
+                id=revision_id, vm=vm, created=created, chunk_size=repo.chunk_size, disks=images,
+                parent=parent.id if parent else None, tags=sorted(set(tags)), stats=stats,
             )
             counters.event("manifest")
             repo.write_revision(revision)
         except BaseException:
             _quietly(store.writer.close)  # no flusher thread outlives a failed backup
-            _quietly(lambda: source.discard_snapshot(revision_id))
+            for source in sources:
+                _quietly(partial(source.discard_snapshot, revision_id))
             raise
         os.unlink(running)
         return revision
 
 
-def _take_snapshot(source: Source, revision_id: str, hooks: Hooks, keep: set[str]) -> list[str]:
-    """Pre-hook, snapshot, post-hook (always); meanwhile retire the source's snapshots not in ``keep``.
+def _parent_disk(parent: Revision | None, name: str, source: Source) -> Revision | None:
+    """The parent revision seen as this disk, when it has the disk from the same source (else a full read).
 
-    The retirement goes with the create (one monitor round for both, see the module docstring) and never
-    delays the post-hook: a frozen guest thaws as soon as its snapshot exists. Returns warnings (a failed
-    post-hook, snapshots that could not be removed: they cost space, not data).
+    A disk added to the VM since, or one whose source changed (another image under the same name), has no
+    parent: its blocks must all be read, never taken from a different image's chunk list.
+    """
+    if parent is None or not parent.has_disk(name) or parent.disk(name).source != source.spec:
+        return None
+    return parent.only(name)
+
+
+def _back_up_disk(store: _ChunkStore, name: str, source: Source, revision_id: str, parent: Revision | None,
+                  threads: int | None, progress: ProgressCallback | None) -> DiskImage:
+    """Read one disk's snapshot into the shared chunk store; the disk's own stats go into its entry."""
+    before = store.stats.counts()
+    with source.open_snapshot(revision_id, parent.id if parent else None) as snap:
+        chunks = _store_blocks(store, snap, parent, store.repo.chunk_size, threads, progress)
+        size = snap.size
+        source_read = snap.bytes_read_by_source
+    store.add_source_read(source_read)  # e.g. what computing a diff cost the source
+    stats: dict[str, object] = {key: value - before[key] for key, value in store.stats.counts().items()}
+    stats["incremental"] = store.stats.chunks_unread > before["chunks_unread"]
+    return DiskImage(name, size, chunks, source.spec, stats)
+
+
+def snapshot_all(sources: list[Source], revision_id: str, hooks: Hooks, keep: set[str]) -> list[str]:
+    """Pre-hook, a snapshot of every disk, post-hook (always); meanwhile each source retires its snapshots not
+    in ``keep``. Returns warnings (a failed post-hook, snapshots that could not be removed: space, not data).
+
+    The freeze lasts only for the snapshots: a retirement goes with its create (one monitor round for both) and
+    never delays the post-hook. When one snapshot fails, those already taken are removed before the error goes
+    up: a failed backup leaves no snapshot on any disk.
     """
     warnings: list[str] = []
-    retirement: Retirement | None = None
+    retirements: list[Retirement] = []
+    for source in sources:
+        source.prepare()
     try:
         if hooks.pre:
             run_hook("pre", hooks.pre, hooks.timeout)
-        retirement = source.snapshot_and_retire(revision_id, keep)
+        take_snapshots(sources, revision_id, keep, retirements)
     finally:
         if hooks.post:
             try:
                 run_hook("post", hooks.post, hooks.timeout)
-            except Exception as exc:  # the snapshot exists: keep the backup, report the hook
+            except Exception as exc:  # the snapshots exist: keep the backup, report the hook
                 warnings.append(str(exc))
-        if retirement is not None:
+        for retirement in retirements:
             warnings.extend(retirement.wait())
     return warnings
 

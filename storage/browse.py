@@ -23,10 +23,12 @@ class MetadataDamaged(FileAccessError):
 
 
 @contextmanager
-def open_revision_disk(root: str, vm: str, revision_id: str, *, wait: float | None = None) -> Iterator[Disk]:
+def open_revision_disk(root: str, vm: str, revision_id: str, *, wait: float | None = None,
+                       disk: str | None = None) -> Iterator[Disk]:
+    """The files of one disk (``disk``; default: the revision's only disk) of a revision."""
     repo = Repository.open(root, vm)
     with repo.lock(exclusive=False, wait=wait, purpose="browse"):
-        revision = repo.resolve(revision_id)
+        revision = repo.resolve(revision_id).only(disk)
         stream = RevisionStream(repo, revision, on_damage="zero")
         try:
             yield open_disk(stream, damaged_ranges_for=stream.damaged_ranges_for)  # type: ignore[arg-type]

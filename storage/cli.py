@@ -23,6 +23,7 @@ from .backup import backup as run_backup
 from .errors import StorageError, TargetExists
 from .fsutil import temp_name
 from .hooks import DEFAULT_TIMEOUT, Hooks
+from .manifest import ROOT_DISK
 from .repository import Repository, list_vms, stored_limit
 from .restore import restore as run_restore
 from .retention import DEFAULT_GRACE_SECONDS, forget, gc, set_protected
@@ -35,8 +36,14 @@ wait_option = click.option(
     "--wait", type=click.FloatRange(min=0), default=None,
     help="Seconds to wait for a busy repository (default: backup and gc fail at once, others wait).",
 )
+disk_option = click.option("--disk", "disk", metavar="NAME", default=None,
+                            help="The disk of the revision (needed when it has several).")
 threads_option = click.option("--threads", type=click.IntRange(min=1, max=64), default=None,
                               help="Engine threads (default: one per core, at least 2).")
+
+
+class BadDiskOption(StorageError):
+    """invalid disk {!r}: give SOURCE or --disk NAME=SOURCE (file:PATH or rbd:POOL/IMAGE), once per disk"""
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -102,10 +109,25 @@ def store() -> None:
     logging.getLogger("dissect").setLevel(logging.CRITICAL)
 
 
+def parse_disks(source: str | None, disks: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The (name, spec) pairs of ``[SOURCE] [--disk NAME=SOURCE ...]``: SOURCE is the disk ``root``."""
+    pairs = [(ROOT_DISK, source)] if source else []
+    for item in disks:
+        name, sep, spec = item.partition("=")
+        if not sep or not name or not spec:
+            raise BadDiskOption(item)
+        pairs.append((name, spec))
+    if not pairs:
+        raise BadDiskOption("")
+    return pairs
+
+
 @store.command("backup")
 @click.argument("root")
 @click.argument("vm")
-@click.argument("source")
+@click.argument("source", required=False)
+@click.option("--disk", "disks", multiple=True, metavar="NAME=SOURCE",
+              help="A disk of the VM (repeatable); all are snapshotted under one freeze into one revision.")
 @click.option("--tag", "tags", multiple=True, help="Tag the new revision (repeatable).")
 @click.option("--pre-hook", help="Shell command run before the snapshot (e.g. fsfreeze in the guest).")
 @click.option("--post-hook", help="Shell command run after the snapshot, always.")
@@ -114,20 +136,22 @@ def store() -> None:
 @wait_option
 @json_option
 @reports_errors
-def backup_command(root: str, vm: str, source: str, tags: tuple[str, ...], pre_hook: str | None,
-                   post_hook: str | None, hook_timeout: float, threads: int | None, wait: float | None,
-                   as_json: bool) -> None:
-    """Back SOURCE (file:PATH or rbd:POOL/IMAGE) up as a new revision of VM."""
+def backup_command(root: str, vm: str, source: str | None, disks: tuple[str, ...], tags: tuple[str, ...],
+                   pre_hook: str | None, post_hook: str | None, hook_timeout: float, threads: int | None,
+                   wait: float | None, as_json: bool) -> None:
+    """Back SOURCE (file:PATH or rbd:POOL/IMAGE, the disk 'root') and every --disk up as a new revision of VM."""
     revision = run_backup(
-        root, vm, source, hooks=Hooks(pre_hook, post_hook, hook_timeout), tags=tags, threads=threads,
-        wait=0.0 if wait is None else wait, progress=progress_printer(not as_json),
+        root, vm, parse_disks(source, disks), hooks=Hooks(pre_hook, post_hook, hook_timeout), tags=tags,
+        threads=threads, wait=0.0 if wait is None else wait, progress=progress_printer(not as_json),
     )
     for warning in revision.stats.get("warnings", []):
         warn(warning)
     stats = revision.stats
-    document = {"revision": revision.id, "vm": vm, "parent": revision.parent, "size": revision.size, **stats}
+    document = {"revision": revision.id, "vm": vm, "parent": revision.parent, "size": revision.size, **stats,
+                "disks": [{**d.summary(), "stats": d.stats} for d in revision.disks]}
+    names = ", ".join(f"{d.name} {d.size}" for d in revision.disks)
     emit(as_json, document,
-         f"revision {revision.id}: {revision.size} bytes, read {stats['bytes_read']}, "
+         f"revision {revision.id}: {revision.size} bytes ({names}), read {stats['bytes_read']}, "
          f"wrote {stats['bytes_written']} ({stats['chunks_new']} new, {stats['chunks_reused']} reused, "
          f"{stats['chunks_zero']} zero chunks) in {stats['seconds']} s")
 
@@ -147,7 +171,8 @@ def list_command(root: str, vm: str | None, as_json: bool) -> None:
     revisions = repository.revisions()
     warn_unreadable(repository.unreadable)
     lines = [
-        f"{r.id}  {r.created}  {r.size:>14}  {r.trust:<10}  {'protected' if r.protected else ''}"
+        f"{r.id}  {r.created}  {r.size:>14}  {r.trust:<10}  {'protected' if r.protected else '':<9}  "
+        f"{','.join(r.disk_names)}"
         for r in revisions
     ]
     emit(as_json, {"vm": vm, "revisions": [r.summary() for r in revisions], "unreadable": repository.unreadable},
@@ -164,22 +189,25 @@ def list_command(root: str, vm: str | None, as_json: bool) -> None:
               help="Flush the output to stable storage before publishing it.")
 @click.option("--limit-rate", type=click.IntRange(min=1), metavar="MIB",
               help="Write at most MIB mebibytes per second (leave the storage network room).")
+@disk_option
 @threads_option
 @wait_option
 @json_option
 @reports_errors
 def restore_command(root: str, vm: str, revision: str, target: str, force: bool, sync: bool,
-                    limit_rate: int | None, threads: int | None, wait: float | None, as_json: bool) -> None:
-    """Restore REVISION (or 'latest') of VM to TARGET (a path or rbd:POOL/IMAGE).
+                    limit_rate: int | None, disk: str | None, threads: int | None, wait: float | None,
+                    as_json: bool) -> None:
+    """Restore a disk of REVISION (or 'latest') of VM to TARGET (a path or rbd:POOL/IMAGE).
 
-    An interrupted restore continues when the same command is run again.
+    A revision of several disks needs --disk NAME. An interrupted restore continues when the same command is
+    run again.
     """
-    result = run_restore(root, vm, revision, target, force=force, threads=threads, wait=wait, sync=sync,
+    result = run_restore(root, vm, revision, target, disk=disk, force=force, threads=threads, wait=wait, sync=sync,
                          progress=progress_printer(not as_json),
                          limit_bytes_per_second=limit_rate * 1024 * 1024 if limit_rate else None)
     damaged = "; ".join(f"{s}-{e}" for s, e in result.damaged)
     emit(as_json, result.as_dict(),
-         f"restored {result.revision} ({result.bytes} bytes) in {result.seconds} s"
+         f"restored disk {result.disk} of {result.revision} ({result.bytes} bytes) in {result.seconds} s"
          + (f"; DAMAGED byte ranges (zero-filled): {damaged}" if damaged else ""))
     if result.damaged:
         sys.exit(1)
@@ -268,16 +296,17 @@ def _ls_line(entry: dict[str, Any]) -> str:
 @click.argument("vm")
 @click.argument("revision")
 @click.argument("path", default="/")
+@disk_option
 @json_option
 @reports_errors
-def ls_command(root: str, vm: str, revision: str, path: str, as_json: bool) -> None:
-    """List PATH inside REVISION (partitions are /p1, /p2, ...) without restoring the image."""
+def ls_command(root: str, vm: str, revision: str, path: str, disk: str | None, as_json: bool) -> None:
+    """List PATH inside a disk of REVISION (partitions are /p1, /p2, ...) without restoring the image."""
     from .browse import open_revision_disk  # the filesystem readers load only when needed
-    with open_revision_disk(root, vm, revision) as disk:
-        entry = disk.stat(path)
-        entries = disk.list_dir(path) if entry.type == "dir" else [entry]
+    with open_revision_disk(root, vm, revision, disk=disk) as opened:
+        entry = opened.stat(path)
+        entries = opened.list_dir(path) if entry.type == "dir" else [entry]
         listed = [e.to_json() for e in entries]
-    emit(as_json, {"revision": revision, "path": path, "entries": listed},
+    emit(as_json, {"revision": revision, "disk": disk, "path": path, "entries": listed},
          "\n".join(_ls_line(e) for e in listed))
 
 
@@ -290,14 +319,17 @@ def ls_command(root: str, vm: str, revision: str, path: str, as_json: bool) -> N
 @click.option("--force", is_flag=True, help="Overwrite an existing OUT.")
 @click.option("--allow-damaged", is_flag=True,
               help="Return files on damaged chunks zero-filled (the damage is named on stderr).")
+@click.option("--disk", "disk_name", metavar="NAME", default=None,
+              help="The disk of the revision (needed when it has several).")
 @reports_errors
-def get_command(root: str, vm: str, revision: str, path: str, out: str, force: bool, allow_damaged: bool) -> None:
-    """Copy the file PATH out of REVISION to OUT; a directory becomes a tar archive. OUT '-' is stdout."""
+def get_command(root: str, vm: str, revision: str, path: str, out: str, force: bool, allow_damaged: bool,
+                disk_name: str | None) -> None:
+    """Copy the file PATH out of a disk of REVISION to OUT; a directory becomes a tar archive. OUT '-' is stdout."""
     from .browse import open_revision_disk  # the filesystem readers load only when needed
 
     if out != "-" and os.path.lexists(out) and not force:
         raise TargetExists(out)
-    with open_revision_disk(root, vm, revision) as disk:
+    with open_revision_disk(root, vm, revision, disk=disk_name) as disk:
         entry = disk.stat(path)
         if out == "-":
             _copy_out(disk, entry.type, path, sys.stdout.buffer, allow_damaged)

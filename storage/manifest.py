@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from .errors import CorruptRepository
+from .errors import CorruptRepository, StorageError
+from .names import NAME_PATTERN
 
 MANIFEST_FORMAT = "lifeboat-revision"
-MANIFEST_VERSION = 1
+#: the version this Lifeboat writes; it reads every version from 1 up to it (see docs/FORMAT.md)
+MANIFEST_VERSION = 2
+#: version 1: one implicit disk (top-level size, source and chunks), written before multi-disk revisions
+SINGLE_DISK_VERSION = 1
+#: the name of the implicit disk of a version 1 manifest, and of a backup's only disk when none is named
+ROOT_DISK = "root"
 #: the most bytes of a manifest read: ~70 bytes per chunk, so ~3.8 million chunks (15 TiB of 4 MiB chunks)
 MAX_MANIFEST_BYTES = 256 << 20
+#: the most disks one revision may have (a VM has a handful; the cap keeps a hostile manifest small to check)
+MAX_DISKS = 256
 _HASH = re.compile(r"[0-9a-f]{64}")
+#: the top-level fields of a version 1 manifest that moved into ``disks`` in version 2
+_DISK_FIELDS = ("size", "source", "chunks")
 
 class Trust(StrEnum):
     """How far the engine trusts a revision: as written (trusted), read back against every chunk hash since
@@ -32,60 +43,150 @@ TRUST_STATES = tuple(Trust)
 Range = tuple[int, int]
 
 
+class AmbiguousDisk(StorageError):
+    """revision {!r} of VM {!r} has several disks ({}): name one (--disk NAME)"""
+
+
+class UnknownDisk(StorageError):
+    """revision {!r} of VM {!r} has no disk {!r} (it has {})"""
+
+
+@dataclass
+class DiskImage:
+    """One disk of a revision: ``chunks[i]`` holds bytes ``[i*chunk_size, min((i+1)*chunk_size, size))``."""
+
+    name: str
+    size: int
+    chunks: list[str | None]
+    source: str = ""
+    stats: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "source": self.source, "stats": self.stats,
+                "chunks": self.chunks}
+
+    def summary(self) -> dict[str, Any]:
+        return {"name": self.name, "size": self.size, "source": self.source}
+
+
 @dataclass
 class Revision:
-    """One backup point. ``chunks[i]`` holds bytes ``[i*chunk_size, min((i+1)*chunk_size, size))``."""
+    """One backup point of a VM: every disk of it, taken under one freeze, in ``disks`` (in backup order).
+
+    Code that reads a disk's bytes works on ``only(name)``, a view with that one disk: ``chunks``,
+    ``chunk_range`` and ``ranges_of`` answer for a revision of exactly one disk and raise AmbiguousDisk
+    otherwise, so single-disk code can never silently read the first of several disks.
+    """
 
     id: str
     vm: str
     created: str
-    size: int
     chunk_size: int
-    chunks: list[str | None]
+    disks: list[DiskImage]
     parent: str | None = None
-    source: str = ""
     tags: list[str] = field(default_factory=list)
     trust: str = TRUSTED
     verified_at: str | None = None
     protected: bool = False
     stats: dict[str, Any] = field(default_factory=dict)
+    #: the manifest version this revision is written as: a version 1 manifest stays version 1 when its trust
+    #: or protection changes, so a repository the old code wrote stays readable by the old code
+    version: int = MANIFEST_VERSION
+
+    # -- disks -----------------------------------------------------------------------------------
+    @property
+    def disk_names(self) -> list[str]:
+        return [d.name for d in self.disks]
+
+    def disk(self, name: str | None = None) -> DiskImage:
+        """The disk called ``name``; without a name the only disk (AmbiguousDisk when there are several)."""
+        if name is None:
+            if len(self.disks) != 1:
+                raise AmbiguousDisk(self.id, self.vm, ", ".join(self.disk_names))
+            return self.disks[0]
+        for disk in self.disks:
+            if disk.name == name:
+                return disk
+        raise UnknownDisk(self.id, self.vm, name, ", ".join(self.disk_names))
+
+    def has_disk(self, name: str) -> bool:
+        return name in self.disk_names
+
+    def only(self, name: str | None = None) -> Revision:
+        """This revision seen as one disk (``disk(name)``): what restores, streams and browsing read."""
+        return replace(self, disks=[self.disk(name)])
+
+    def all_chunks(self) -> Iterator[str]:
+        """Every chunk name of every disk, in order, with repeats (gc, verify, repair, replication)."""
+        for disk in self.disks:
+            yield from (c for c in disk.chunks if c is not None)
+
+    @property
+    def size(self) -> int:
+        """Bytes of all disks together (the size of the backup point; one disk's size for one disk)."""
+        return sum(d.size for d in self.disks)
+
+    @property
+    def chunks(self) -> list[str | None]:
+        return self.disk().chunks
+
+    @property
+    def source(self) -> str:
+        return self.disk().source
 
     def chunk_range(self, index: int) -> Range:
         start = index * self.chunk_size
-        return start, min(start + self.chunk_size, self.size)
+        return start, min(start + self.chunk_size, self.disk().size)
 
     def ranges_of(self, hashes: set[str]) -> list[Range]:
-        """Merged byte ranges of this revision that are stored in any of ``hashes``."""
-        ranges = [self.chunk_range(i) for i, h in enumerate(self.chunks) if h is not None and h in hashes]
-        return merge_ranges(ranges)
+        """Merged byte ranges of this one-disk revision that are stored in any of ``hashes``."""
+        return self.disk_ranges_of(hashes).get(self.disk().name, [])
+
+    def disk_ranges_of(self, hashes: set[str]) -> dict[str, list[Range]]:
+        """Per disk with any, the merged byte ranges stored in any of ``hashes``."""
+        found: dict[str, list[Range]] = {}
+        for disk in self.disks:
+            ranges = [(i * self.chunk_size, min((i + 1) * self.chunk_size, disk.size))
+                      for i, h in enumerate(disk.chunks) if h is not None and h in hashes]
+            if ranges:
+                found[disk.name] = merge_ranges(ranges)
+        return found
 
     @property
     def distrusted(self) -> bool:
         return self.trust == DISTRUSTED
 
+    # -- JSON ------------------------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "format": MANIFEST_FORMAT,
-            "version": MANIFEST_VERSION,
+            "version": self.version,
             "id": self.id,
             "vm": self.vm,
             "created": self.created,
             "parent": self.parent,
-            "source": self.source,
-            "size": self.size,
             "chunk_size": self.chunk_size,
             "tags": self.tags,
             "trust": self.trust,
             "verified_at": self.verified_at,
             "protected": self.protected,
             "stats": self.stats,
-            "chunks": self.chunks,
         }
+        if self.version == SINGLE_DISK_VERSION:  # main's exact shape (see tests/storage/fixtures/v1-repository)
+            disk = self.disk()
+            doc.update(source=disk.source, size=disk.size, chunks=disk.chunks)
+        else:
+            doc["disks"] = [d.to_json() for d in self.disks]
+        return doc
 
     def summary(self) -> dict[str, Any]:
-        """The manifest without its chunk list (for listings)."""
+        """The manifest without chunk lists (for listings): ``size`` is all disks', ``disks`` each one's."""
         doc = self.to_json()
-        del doc["chunks"], doc["format"], doc["version"]
+        for key in ("chunks", "format", "version", "disks"):
+            doc.pop(key, None)
+        doc["size"] = self.size
+        doc["source"] = self.disks[0].source if len(self.disks) == 1 else ""
+        doc["disks"] = [d.summary() for d in self.disks]
         return doc
 
     @classmethod
@@ -100,28 +201,31 @@ class Revision:
                 raise ValueError("not a JSON object")
             if doc.get("format") != MANIFEST_FORMAT:
                 raise ValueError(f"not a revision manifest ({doc.get('format')!r})")
-            if _integer(doc, "version", minimum=1) > MANIFEST_VERSION:
-                raise ValueError(f"manifest version {doc['version']} is newer than this Lifeboat")
+            version = _integer(doc, "version", minimum=1)
+            if version > MANIFEST_VERSION:
+                raise ValueError(f"manifest version {version} is newer than this Lifeboat")
+            chunk_size = _integer(doc, "chunk_size", minimum=1)
             revision = cls(
                 id=_text(doc, "id"),
                 vm=_text(doc, "vm"),
                 created=_moment(doc, "created"),
-                size=_integer(doc, "size", minimum=0),
-                chunk_size=_integer(doc, "chunk_size", minimum=1),
-                chunks=_chunk_list(doc),
+                chunk_size=chunk_size,
+                disks=_v1_disk(doc) if version == SINGLE_DISK_VERSION else _disk_list(doc),
                 parent=_text(doc, "parent", optional=True),
-                source=_text(doc, "source", default=""),
                 tags=_texts(doc, "tags"),
                 trust=_text(doc, "trust", default=TRUSTED),
                 verified_at=_moment(doc, "verified_at", optional=True),
                 protected=_flag(doc, "protected"),
                 stats=_mapping(doc, "stats"),
+                version=version,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptRepository(where, exc) from exc
-        expected = -(-revision.size // revision.chunk_size)
-        if len(revision.chunks) != expected or revision.trust not in TRUST_STATES:
-            raise CorruptRepository(where, "chunk list does not match the size, or unknown trust")
+        if revision.trust not in TRUST_STATES:
+            raise CorruptRepository(where, "unknown trust")
+        for disk in revision.disks:
+            if len(disk.chunks) != -(-disk.size // chunk_size):
+                raise CorruptRepository(where, f"the chunk list of disk {disk.name!r} does not match its size")
         return revision
 
     @classmethod
@@ -197,6 +301,34 @@ def _mapping(doc: dict[str, Any], key: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise TypeError(f"{key} must be an object")
     return value
+
+
+def _v1_disk(doc: dict[str, Any]) -> list[DiskImage]:
+    """The implicit disk of a version 1 manifest: its top-level size, source and chunks, named ``root``."""
+    if "disks" in doc:
+        raise ValueError("a version 1 manifest has no disks list")
+    return [DiskImage(ROOT_DISK, _integer(doc, "size", minimum=0), _chunk_list(doc),
+                      _text(doc, "source", default=""))]
+
+
+def _disk_list(doc: dict[str, Any]) -> list[DiskImage]:
+    """The ``disks`` of a version 2 manifest: at least one, names unique and usable as path segments."""
+    stray = [key for key in _DISK_FIELDS if key in doc]
+    if stray:
+        raise ValueError(f"{', '.join(stray)} belong in the disks of a version {MANIFEST_VERSION} manifest")
+    value = _value(doc, "disks", _REQUIRED)
+    if not isinstance(value, list) or not 1 <= len(value) <= MAX_DISKS:
+        raise TypeError(f"disks must be a list of 1 to {MAX_DISKS} disks")
+    disks: list[DiskImage] = []
+    for item in value:
+        if not isinstance(item, dict):
+            raise TypeError("each disk must be an object")
+        name = _text(item, "name")
+        if not NAME_PATTERN.fullmatch(name) or name in (d.name for d in disks):
+            raise ValueError(f"disk name {name[:80]!r} is invalid or repeated")
+        disks.append(DiskImage(name, _integer(item, "size", minimum=0), _chunk_list(item),
+                               _text(item, "source", default=""), _mapping(item, "stats")))
+    return disks
 
 
 def _chunk_list(doc: dict[str, Any]) -> list[str | None]:

@@ -66,10 +66,10 @@ def repair(
         repo.remove_leftovers()
         repo.ensure_folders()
         revisions = repo.revisions()
-        referenced = list(dict.fromkeys(c for r in revisions for c in r.chunks if c is not None))
+        referenced = list(dict.fromkeys(c for r in revisions for c in r.all_chunks()))
         absent = [c for c in referenced if not repo.has_chunk(c)]
         result.chunks_missing = sorted(absent)
-        suspect = sorted({c for r in revisions if r.distrusted for c in r.chunks if c is not None} - set(absent))
+        suspect = sorted({c for r in revisions if r.distrusted for c in r.all_chunks()} - set(absent))
         with ThreadPoolExecutor(max_workers=check_threads or default_threads()) as pool:
             damaged = [c for c, intact in pool.map(lambda c: (c, _intact(repo, c)), suspect) if not intact]
         for chunk in damaged:
@@ -93,7 +93,7 @@ def _intact(repo: Repository, chunk: str) -> bool:
 
 
 def _record_trust(repo: Repository, revision: Revision, lacking: set[str], result: RepairResult) -> None:
-    incomplete = any(c in lacking for c in revision.chunks if c is not None)
+    incomplete = any(c in lacking for c in revision.all_chunks())
     if incomplete:
         result.revisions_distrusted.append(revision.id)
     elif revision.distrusted:

@@ -567,9 +567,8 @@ def pull_repository(
             wanted.append((data, parse_manifest(data, where, revision_id, repo.chunk_size)))
         needed: dict[str, None] = {}
         for _, revision in wanted:
-            for chunk in revision.chunks:
-                if chunk is not None and chunk not in needed:
-                    needed[chunk] = None
+            for chunk in revision.all_chunks():
+                needed.setdefault(chunk, None)
         missing = [c for c in needed if not repo.has_chunk(c)]
         result.chunks_present += len(needed) - len(missing)
 
@@ -593,7 +592,7 @@ def _write_manifests(repo: Repository, name: str, wanted: list[tuple[bytes, Revi
     """Write each manifest whose chunks are all here; a distrusted one also with what the source lacked."""
     folder = os.path.join(repo.path, "revisions")
     for data, revision in sorted(wanted, key=lambda item: (item[1].created, item[1].id)):
-        lacking = {c for c in revision.chunks if c is not None and c in failed}
+        lacking = {c for c in revision.all_chunks() if c in failed}
         if lacking and not revision.distrusted:
             result.revisions_incomplete.append(f"{name}/{revision.id}")
             for chunk in lacking:

@@ -23,7 +23,7 @@ from typing import Any
 from .backup import default_threads
 from .durable import BackgroundFlush
 from .fsutil import read_regular, write_json_atomic
-from .manifest import Range, Revision, merge_ranges
+from .manifest import ROOT_DISK, Range, Revision, merge_ranges
 from .repository import ChunkDamaged, Repository, chunk_hash
 from .targets import Target, open_target
 
@@ -42,6 +42,7 @@ MAX_STATE_BYTES = 64 << 20
 class RestoreResult:
     revision: str
     bytes: int
+    disk: str = ROOT_DISK
     seconds: float = 0.0
     damaged: list[Range] = field(default_factory=list)
     damaged_chunks: list[str] = field(default_factory=list)
@@ -59,6 +60,7 @@ class RestoreResult:
 class _ResumeState:
     revision: str
     size: int
+    disk: str
     done: set[int] = field(default_factory=set)
     damaged: list[Range] = field(default_factory=list)
     damaged_chunks: set[str] = field(default_factory=set)
@@ -67,11 +69,12 @@ class _ResumeState:
     def load(cls, path: str, revision: Revision) -> _ResumeState | None:
         try:
             doc = json.loads(read_regular(path, MAX_STATE_BYTES))  # beside a target anyone may name: no FIFO
-            if doc["revision"] != revision.id or doc["size"] != revision.size:
+            disk = doc.get("disk", ROOT_DISK)  # states written before multi-disk revisions name no disk
+            if doc["revision"] != revision.id or doc["size"] != revision.size or disk != revision.disk().name:
                 return None
             done = {i for start, end in doc["done"] for i in range(start, end)}
             damaged = [(int(s), int(e)) for s, e in doc["damaged"]]
-            return cls(revision.id, revision.size, done, damaged, set(doc["damaged_chunks"]))
+            return cls(revision.id, revision.size, disk, done, damaged, set(doc["damaged_chunks"]))
         except (OSError, ValueError, KeyError, TypeError, RecursionError):
             return None  # no usable state: start over
 
@@ -79,6 +82,7 @@ class _ResumeState:
         write_json_atomic(path, {
             "revision": self.revision,
             "size": self.size,
+            "disk": self.disk,
             "done": _index_runs(self.done),
             "damaged": merge_ranges(self.damaged),
             "damaged_chunks": sorted(self.damaged_chunks),
@@ -107,8 +111,12 @@ def restore(
     sync: bool = True,
     progress: ProgressCallback | None = None,
     limit_bytes_per_second: int | None = None,
+    disk: str | None = None,
 ) -> RestoreResult:
-    """Restore a revision (or ``latest``) to ``target_spec``; see the module docstring.
+    """Restore one disk of a revision (or ``latest``) to ``target_spec``; see the module docstring.
+
+    ``disk`` names the disk; without it the revision's only disk is restored, and a revision of several disks
+    raises AmbiguousDisk (nothing is opened or written).
 
     ``sync`` flushes the output to stable storage before publishing it (cp, restic and borg do not);
     turn it off for scratch restores such as fire drills. ``limit_bytes_per_second`` caps how fast chunks
@@ -117,13 +125,13 @@ def restore(
     started = time.monotonic()
     repo = Repository.open(root, vm)
     with repo.lock(exclusive=False, wait=wait, purpose="restore"):
-        revision = repo.resolve(revision_id)
+        revision = repo.resolve(revision_id).only(disk)
         state_dir = os.path.join(repo.path, "restore-state")
         target = open_target(target_spec, force=force, state_dir=state_dir)
         state = _ResumeState.load(target.state_path, revision) if target.can_resume() else None
         resumed = state is not None
         if state is None:
-            state = _ResumeState(revision.id, revision.size)
+            state = _ResumeState(revision.id, revision.size, revision.disk().name)
         os.makedirs(os.path.dirname(target.state_path) or ".", exist_ok=True)
         try:
             target.begin(revision.size, resuming=resumed)
@@ -200,7 +208,8 @@ def _write_chunks(
     flusher: BackgroundFlush | None = None,
     throttle: Throttle | None = None,
 ) -> RestoreResult:
-    result = RestoreResult(revision=revision.id, bytes=revision.size, chunks_skipped=len(state.done))
+    result = RestoreResult(revision=revision.id, bytes=revision.size, disk=revision.disk().name,
+                           chunks_skipped=len(state.done))
 
     def copy(index: int) -> tuple[int, str | None]:
         start, end = revision.chunk_range(index)

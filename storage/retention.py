@@ -68,7 +68,7 @@ def gc(root: str, vm: str, *, grace: float = DEFAULT_GRACE_SECONDS, wait: float 
                                                            "unreferenced; gc deletes nothing until it is back")
         result.leftovers_removed = repo.remove_leftovers()
         with repo.meta_lock():  # a consistent view of the manifests while marking
-            referenced = {c for r in repo.revisions() for c in r.chunks if c is not None}
+            referenced = {c for r in repo.revisions() for c in r.all_chunks()}
             result.unreadable_revisions = sorted(repo.unreadable)
         result.chunks_referenced = len(referenced)
         if not result.unreadable_revisions:

@@ -24,6 +24,8 @@ class DamagedRange(StorageError):
 
 
 class RevisionStream(io.RawIOBase):
+    """The bytes of one disk of a revision: pass ``revision.only(name)`` for a revision of several disks."""
+
     def __init__(
         self,
         repo: Repository,
@@ -37,7 +39,7 @@ class RevisionStream(io.RawIOBase):
             raise ValueError("on_damage must be 'raise' or 'zero'")
         self.repo = repo
         self.revision = revision
-        self.size = revision.size
+        self.size = revision.disk().size  # AmbiguousDisk now, not at the first read
         self.on_damage = on_damage
         self.damaged: list[Range] = []
         self.chunks_fetched = 0
@@ -133,8 +135,12 @@ class RevisionStream(io.RawIOBase):
         return block
 
 
-def open_revision(root: str, vm: str, revision_id: str, **options: object) -> RevisionStream:
-    """Open ``ROOT/<vm>`` revision (or ``latest``) as a stream; see RevisionStream for options."""
+def open_revision(root: str, vm: str, revision_id: str, disk: str | None = None,
+                  **options: object) -> RevisionStream:
+    """Open a disk (default: the only one) of ``ROOT/<vm>`` revision (or ``latest``) as a stream.
+
+    See RevisionStream for the options.
+    """
     repo = Repository.open(root, vm)
-    revision = repo.resolve(revision_id)
+    revision = repo.resolve(revision_id).only(disk)
     return RevisionStream(repo, revision, **options)  # type: ignore[arg-type]

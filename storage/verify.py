@@ -28,7 +28,10 @@ class VerifyResult:
     missing_chunks: list[str] = field(default_factory=list)
     quarantined: list[str] = field(default_factory=list)
     distrusted_revisions: list[str] = field(default_factory=list)
+    #: revision id -> its damaged byte ranges, for revisions of one disk (as before multi-disk revisions)
     damaged_ranges: dict[str, list[Range]] = field(default_factory=dict)
+    #: revision id -> disk name -> the disk's damaged byte ranges, for every damaged revision
+    damaged_disk_ranges: dict[str, dict[str, list[Range]]] = field(default_factory=dict)
     #: manifests that could not be read (damage too: the revision cannot be restored); id -> why in ``reasons``
     unreadable_revisions: list[str] = field(default_factory=list)
     unreadable_reasons: dict[str, str] = field(default_factory=dict)
@@ -41,6 +44,8 @@ class VerifyResult:
     def as_dict(self) -> dict[str, Any]:
         doc = dict(self.__dict__)
         doc["damaged_ranges"] = {k: [list(r) for r in v] for k, v in self.damaged_ranges.items()}
+        doc["damaged_disk_ranges"] = {k: {disk: [list(r) for r in v] for disk, v in disks.items()}
+                                      for k, disks in self.damaged_disk_ranges.items()}
         doc["clean"] = self.clean
         return doc
 
@@ -57,7 +62,7 @@ def verify(
         if not revision_id:
             result.unreadable_revisions = sorted(repo.unreadable)
             result.unreadable_reasons = dict(sorted(repo.unreadable.items()))
-        wanted = sorted({c for r in revisions for c in r.chunks if c is not None})
+        wanted = sorted({c for r in revisions for c in r.all_chunks()})
         bad: dict[str, str] = {}
         with ThreadPoolExecutor(max_workers=threads or default_threads()) as pool:
             for chunk, size, reason in pool.map(lambda c: _check(repo, c), wanted):
@@ -87,7 +92,7 @@ def _check(repo: Repository, chunk: str) -> tuple[str, int, str | None]:
 
 
 def _record_trust(repo: Repository, revision: Revision, bad: set[str], result: VerifyResult) -> None:
-    ranges = revision.ranges_of(bad)
+    ranges = revision.disk_ranges_of(bad)
     moment = clock.isoformat(clock.now())
 
     def change(current: Revision) -> None:
@@ -99,7 +104,9 @@ def _record_trust(repo: Repository, revision: Revision, bad: set[str], result: V
 
     if ranges:
         result.distrusted_revisions.append(revision.id)
-        result.damaged_ranges[revision.id] = ranges
+        result.damaged_disk_ranges[revision.id] = ranges
+        if len(revision.disks) == 1:
+            result.damaged_ranges[revision.id] = ranges[revision.disks[0].name]
     try:
         repo.update_revision(revision.id, change)
     except Exception:  # noqa: S110 - forgotten meanwhile: nothing left to mark

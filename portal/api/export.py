@@ -82,7 +82,9 @@ class ExportRevisionSchema(ma.Schema):
     id = ma.fields.String()
     created = ma.fields.String()
     trust = ma.fields.String(metadata={"description": "trusted, verified or distrusted"})
-    size = ma.fields.Integer(metadata={"description": "bytes of the disk image"})
+    size = ma.fields.Integer(metadata={"description": "bytes of all disks of the backup point"})
+    disks = ma.fields.List(ma.fields.Dict(), metadata={
+        "description": "each disk of the point: name, size, source (the manifest has the chunk lists)"})
 
 
 class ChunkBatchSchema(ma.Schema):
@@ -215,7 +217,8 @@ def revisions(args: dict[str, Any], repository: str) -> dict[str, Any]:
             continue
         except StorageError as exc:
             api_error(409, f"the repository cannot be read: {exc}", "repository_unreadable")
-        items.append({"id": r.id, "created": r.created, "trust": r.trust, "size": r.size})
+        items.append({"id": r.id, "created": r.created, "trust": r.trust, "size": r.size,
+                      "disks": [d.summary() for d in r.disks]})
     return {"items": items, "next": encode([page[-1]]) if len(ids) > limit else None}
 
 

@@ -5,11 +5,12 @@ afterwards tells the source which snapshots it still needs as parents of the nex
 
 Sequence, as ``storage.backup`` drives it::
 
+    source.prepare()      # for every disk of the VM: connect, before the freeze
     run pre-hook          (e.g. fsfreeze in the guest)
-    retirement = source.snapshot_and_retire(rev_id, keep={rev_id, parent_id})   # must be quick: the
-                          # guest is frozen; older snapshots are removed meanwhile, in threads
-    run post-hook         (always, even when the snapshot failed)
-    retirement.wait()     # warnings: snapshots that could not be removed
+    retirements = take_snapshots(sources, rev_id, keep={rev_id, parent_id})   # every disk, in a row; quick:
+                          # the guest is frozen; each source's older snapshots are removed meanwhile
+    run post-hook         (always, even when a snapshot failed)
+    retirement.wait()     # for each: warnings, snapshots that could not be removed
     with source.open_snapshot(rev_id, parent_id) as snap:
         snap.size, snap.changed_ranges(), snap.removed_ranges() (incremental) or snap.data_ranges() (full),
         snap.read(off, n) ...
@@ -77,6 +78,9 @@ class Source(ABC):
     """A place disk data comes from, named by a spec such as ``file:/path`` or ``rbd:pool/image``."""
 
     spec: str
+
+    def prepare(self) -> None:  # noqa: B027 - optional for sources
+        """Do the slow part of snapshotting (connect to a cluster) before the guest is frozen."""
 
     def create_snapshot(self, revision_id: str) -> None:  # noqa: B027 - optional for sources
         """Take the point-in-time snapshot for ``revision_id`` (no-op for plain files)."""

@@ -341,6 +341,10 @@ class RbdSource(Source):
                 self._ioctx = self._connection.enter_context(connect(self._spec, self._fail))
             return self._ioctx
 
+    def prepare(self) -> None:
+        """Connect now, so that the freeze around the snapshots of a VM's disks lasts only for the snapshots."""
+        self._io()
+
     def close(self) -> None:
         with self._lock:
             self._connection.close()

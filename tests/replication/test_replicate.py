@@ -463,7 +463,7 @@ def test_chunks_are_immutable_and_conditional(primary: Portal) -> None:
                         params={"cursor": listing["next"]}, timeout=30).json()
     assert [i["id"] for i in listing["items"] + rest["items"]] == sorted(
         r.id for r in Repository.open(str(primary.root), web).revisions())
-    assert rest["next"] is None and set(rest["items"][0]) == {"id", "created", "trust", "size"}
+    assert rest["next"] is None and set(rest["items"][0]) == {"id", "created", "trust", "size", "disks"}
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path) -> None:

@@ -95,7 +95,10 @@ def test_manifest_is_self_describing_and_listing_needs_only_files(tmp_path: Path
     config = json.loads((root / "vm1" / "repository.json").read_text())
     assert config["hash"] == "blake3" and config["compression"] == "zstd" and config["chunk_size"] == CHUNK
     manifest = json.loads((root / "vm1" / "revisions" / f"{revision.id}.json").read_text())
-    assert manifest["chunks"][1] is None and manifest["tags"] == ["nightly"]
+    assert manifest["version"] == 2 and manifest["tags"] == ["nightly"]
+    [disk] = manifest["disks"]
+    assert disk["name"] == "root" and disk["source"] == f"file:{image}" and disk["size"] == 2 * CHUNK
+    assert disk["chunks"][1] is None and disk["stats"]["chunks_zero"] == 1
     assert manifest["stats"]["chunks_zero"] == 1
     # Compression works: a text chunk is stored far smaller than 4 MiB.
     assert sum(p.stat().st_size for p in chunk_files(root / "vm1")) < CHUNK // 10
