@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from flask import Response, abort, current_app, flash, redirect, render_template, request, url_for
+from flask import Response, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import joinedload
@@ -28,6 +28,7 @@ from ..services import access, tiers
 from ..services.tiers import TierError
 from . import bp
 from .htmx import is_htmx
+from .pagination import page_arg, page_count, paginate, window
 
 CSV_COLUMNS = ("at", "actor", "action", "object_type", "object_id", "object", "organisation_id", "before", "after",
                "from")
@@ -35,22 +36,6 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 # -- helpers ---------------------------------------------------------------------------------------------
-
-def page_arg() -> int:
-    """The ``page`` query argument (1-based); nonsense is a 400, not a silent first page."""
-    raw = request.args.get("page", "1")
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= 100_000:
-        abort(400, "page must be a whole number from 1")
-    return int(raw)
-
-
-def paginate(query: Select[Any], page: int) -> tuple[list[Any], int]:
-    """One page of ``query`` and the number of pages (at least 1)."""
-    size = current_app.config["PAGE_SIZE"]
-    total = db.session.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-    rows = list(db.session.scalars(query.limit(size).offset((page - 1) * size)).unique())
-    return rows, max(1, -(-total // size))
-
 
 def require_staff() -> None:
     """Account managers and operators only: customers get 403 (these pages exist, they are not theirs)."""
@@ -202,10 +187,9 @@ def manage_compliance() -> str:
 def manage_coverage() -> str:
     require_staff()
     page = page_arg()
-    size = current_app.config["PAGE_SIZE"]
-    rows, total = tiers.coverage(current_user, limit=size, offset=(page - 1) * size)
-    return render_template("manage_coverage.html", rows=rows, total=total, page=page,
-                           pages=max(1, -(-total // size)))
+    limit, offset = window(page)
+    rows, total = tiers.coverage(current_user, limit=limit, offset=offset)
+    return render_template("manage_coverage.html", rows=rows, total=total, page=page, pages=page_count(total))
 
 
 # -- operators -------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from ..models import Organisation, Webhook
 from ..services import access, notify, webhooks
 from ..services.notify import Preference, PreferenceError
 from ..services.webhooks import WebhookError
-from .manage import page_arg, paginate
+from .pagination import page_arg, paginate
 
 bp = Blueprint("notifications", __name__)
 

@@ -21,7 +21,7 @@ from ..services import users as service
 from ..services.users import UserError
 from . import bp
 from .htmx import is_htmx
-from .manage import page_arg, paginate
+from .pagination import page_arg, paginate
 
 
 def require_user_manager() -> None:

@@ -18,30 +18,24 @@ from ..services.priority import priority_of
 from ..services.status import statuses
 from . import bp, htmx
 from .charts import size_chart
-
-
-def _page() -> int:
-    raw = request.args.get("page", "1")
-    if not (raw.isascii() and raw.isdigit()) or len(raw) > 6 or not 1 <= int(raw) <= 100_000:
-        abort(400)
-    return int(raw)
+from .pagination import page_arg, page_count, window
 
 
 @bp.route("/")
 @login_required
 def dashboard() -> str:
-    page = _page()
-    size = current_app.config["PAGE_SIZE"]
+    page = page_arg()
     query = access.scope_to_user(select(VM), VM.organisation_id, current_user)
     query = query.where(VM.deletion_due_at.is_(None))
     total = db.session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    limit, offset = window(page)
     vms = list(db.session.scalars(
         query.options(joinedload(VM.organisation).joinedload(Organisation.tier), joinedload(VM.policy))
-        .order_by(VM.name).limit(size).offset((page - 1) * size)
+        .order_by(VM.name).limit(limit).offset(offset)
     ).unique())
     return render_template(
         "dashboard.html", vms=vms, status=statuses(vms), priority=priority_of, page=page,
-        pages=max(1, -(-total // size)), total=total,
+        pages=page_count(total), total=total,
     )
 
 
@@ -91,11 +85,11 @@ def _policy_form(vm: VM, form: Any) -> tuple[dict[str, Any], dict[str, str]]:
 
 
 def _render_vm(vm: VM, *, errors: dict[str, str], values: Any, saved: bool = False) -> str:
-    page = _page()
-    size = current_app.config["PAGE_SIZE"]
+    page = page_arg()
+    size, offset = window(page)
     points = list(db.session.scalars(
         select(BackupPoint).where(BackupPoint.vm_id == vm.id).order_by(BackupPoint.created_at.desc())
-        .limit(size).offset((page - 1) * size)
+        .limit(size).offset(offset)
     ))
     total = db.session.scalar(select(func.count()).where(BackupPoint.vm_id == vm.id)) or 0
     policy = policies.policy_of(vm)
@@ -108,7 +102,7 @@ def _render_vm(vm: VM, *, errors: dict[str, str], values: Any, saved: bool = Fal
         bounds=bounds, rpo_choices=policies.rpo_choices(bounds, policy.rpo_minutes),
         offers_business_critical=policies.offers_business_critical(vm), hooks=current_app.config["HOOK_CHOICES"],
         priority=priority_of(vm), status=statuses([vm])[vm.id], page=page,
-        pages=max(1, -(-total // size)),
+        pages=page_count(total),
     )
     if htmx.target() == "policy":
         return render_template("vm.html", partial="policy", **context)
@@ -118,13 +112,13 @@ def _render_vm(vm: VM, *, errors: dict[str, str], values: Any, saved: bool = Fal
 @bp.route("/audit")
 @login_required
 def audit_log() -> str:
-    page = _page()
-    size = current_app.config["PAGE_SIZE"]
+    page = page_arg()
+    limit, offset = window(page)
     query = access.scope_to_user(select(AuditEntry), AuditEntry.organisation_id, current_user)
     action = request.args.get("action", "")[:64]
     if action:
         query = query.where(AuditEntry.action == action)
     entries = list(db.session.scalars(
-        query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(size).offset((page - 1) * size)
+        query.order_by(AuditEntry.at.desc(), AuditEntry.id.desc()).limit(limit).offset(offset)
     ))
     return render_template("audit.html", entries=entries, page=page, action=action)
