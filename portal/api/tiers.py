@@ -22,7 +22,7 @@ blp = Blueprint("api_tiers", __name__, url_prefix="/api/v1", description="SLA ti
 
 def require_staff() -> None:
     user = current_user()
-    if not (user.is_account_manager or user.is_operator):
+    if not user.is_staff:
         api_error(403, "SLA tiers are managed by account managers and operators")
 
 

@@ -119,7 +119,7 @@ class VMPolicy(MethodView):
         """Change any of the policy's values within the organisation's SLA tier; all or nothing."""
         user = current_user()
         target = get_vm(vm)
-        if not (user.is_customer_admin or user.is_operator or user.is_account_manager):
+        if not user.is_admin:
             api_error(403, "only administrators change policies")
         policy = policies.update(user, target, values)  # a PolicyError answers 422 policy_outside_tier
         return policies.snapshot(policy)

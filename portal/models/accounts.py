@@ -119,3 +119,13 @@ class User(Timestamped, Deletable, db.Model):  # type: ignore[name-defined,misc]
     @property
     def is_customer_admin(self) -> bool:
         return self.role == CUSTOMER_ADMIN
+
+    @property
+    def is_staff(self) -> bool:
+        """Operators and account managers: they work on organisations in their scope, not in one of their own."""
+        return self.is_operator or self.is_account_manager
+
+    @property
+    def is_admin(self) -> bool:
+        """Who administers VMs in scope (policies, tokens, deletions, protection): customer admins and staff."""
+        return self.is_customer_admin or self.is_staff

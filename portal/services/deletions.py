@@ -378,7 +378,7 @@ def upcoming_notices(user: User, *, now: datetime | None = None, within: timedel
     Shown to the organisation's admins, its account manager and operators; members cannot undo, so they
     are not alarmed with it.
     """
-    if not (user.is_operator or user.is_account_manager or user.role == CUSTOMER_ADMIN):
+    if not user.is_admin:
         return []
     moment = now or clock.now()
     window = within or timedelta(hours=float(current_app.config.get("DELETION_NOTICE_HOURS", 24)))

@@ -30,7 +30,7 @@ class ProtectionError(DomainError):
 
 def may_protect(actor: User) -> bool:
     """Who may keep or release data: the same people who may delete it (not customer members)."""
-    return actor.is_customer_admin or actor.is_account_manager or actor.is_operator
+    return actor.is_admin
 
 
 def set_protected(actor: User, point: BackupPoint, protected: bool) -> BackupPoint:

@@ -181,7 +181,7 @@ def authenticate(secret: str, remote_addr: str = "") -> ApiToken:
 def create_client(actor: User, name: str, scopes: list[str], vm_ids: list[int] | None = None,
                   token_lifetime: int = 3600) -> tuple[OAuthClient, str]:
     """A machine client acting as ``actor`` with at most ``scopes``; return it and its secret (shown once)."""
-    if not (actor.is_customer_admin or actor.is_operator or actor.is_account_manager):
+    if not actor.is_admin:
         raise TokenError("only administrators create API clients")
     if not 60 <= token_lifetime <= 24 * 3600:
         raise TokenError("a client's token lifetime is 60 to 86400 seconds")

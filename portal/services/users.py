@@ -49,7 +49,7 @@ class RoleForbidden(UserError):
 
 def can_manage(actor: User) -> bool:
     """Whether the actor manages any organisation's users at all (members do not)."""
-    return actor.is_customer_admin or actor.is_account_manager or actor.is_operator
+    return actor.is_admin
 
 
 def snapshot(user: User) -> dict[str, Any]:

@@ -39,7 +39,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def require_staff() -> None:
     """Account managers and operators only: customers get 403 (these pages exist, they are not theirs)."""
-    if not (current_user.is_account_manager or current_user.is_operator):
+    if not current_user.is_staff:
         abort(403)
 
 

@@ -23,7 +23,7 @@ MAX_VM_CHOICES = 500
 
 def require_token_admin() -> None:
     """Customer admins and staff; customer members ask their admin (403)."""
-    if not (current_user.is_customer_admin or current_user.is_account_manager or current_user.is_operator):
+    if not current_user.is_admin:
         abort(403)
 
 

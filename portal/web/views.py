@@ -50,7 +50,7 @@ def vm_detail(vm_id: int) -> str:
 @login_required
 def vm_policy(vm_id: int) -> tuple[str, int] | str:
     vm = access.get_vm(current_user, vm_id)
-    if not (current_user.is_customer_admin or current_user.is_operator or current_user.is_account_manager):
+    if not current_user.is_admin:
         abort(403)
     values, errors = _policy_form(vm, request.form)
     if not errors:
@@ -93,7 +93,7 @@ def _render_vm(vm: VM, *, errors: dict[str, str], values: Any, saved: bool = Fal
     ))
     total = db.session.scalar(select(func.count()).where(BackupPoint.vm_id == vm.id)) or 0
     policy = policies.policy_of(vm)
-    can_edit = current_user.is_customer_admin or current_user.is_operator or current_user.is_account_manager
+    can_edit = current_user.is_admin
     template = "vm.html"
     bounds = policies.Bounds.of(vm.organisation.tier)
     context = dict(
