@@ -49,6 +49,10 @@ def costs(ops: counters.Counted) -> dict[str, int]:
                                          "rbd.snap_create", "rbd.snap_remove", "fsync")}
 
 
+def without_fsync(ops: counters.Counted) -> dict[str, int]:
+    return {name: count for name, count in costs(ops).items() if name != "fsync"}
+
+
 def test_an_incremental_costs_the_same_whatever_the_image_size(ceph: Ceph, image_name: str, tmp_path: Path) -> None:
     small = filled_image(ceph, f"{image_name}-s", 8)
     large = filled_image(ceph, f"{image_name}-l", 32)
@@ -58,8 +62,9 @@ def test_an_incremental_costs_the_same_whatever_the_image_size(ceph: Ceph, image
     # A full backup reads every object; the incrementals read the two changed ones, whatever the image size.
     assert (s_full_ops["rbd.read"], l_full_ops["rbd.read"]) == (8, 32)
     assert s_inc.stats["bytes_read"] == l_inc.stats["bytes_read"] == 2 * OBJ
-    assert costs(s_ops) == costs(l_ops)
-    assert costs(s_first) == costs(l_first)
+    # fsyncs aside: two new chunks may share a chunk folder (random data: 1 in 256), one folder fsync fewer
+    assert without_fsync(s_ops) == without_fsync(l_ops) and without_fsync(s_first) == without_fsync(l_first)
+    assert max(s_ops["fsync"], l_ops["fsync"], s_first["fsync"], l_first["fsync"]) <= 2 * 2 + 2
     steady = costs(l_ops)
     assert steady["rbd.read"] == 2
     assert steady["rbd.diff"] == 1  # the changed objects only: no second diff over the whole image for its data
