@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, ColumnElement, DateTime, ForeignKey, Index, String, UniqueConstraint, and_
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    and_,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from storage.manifest import Trust
@@ -52,6 +63,9 @@ class BackupPoint(Deletable, db.Model):  # type: ignore[name-defined,misc]
     state: Mapped[str] = mapped_column(String(16), default="ok")
     verified_at: Mapped[datetime | None] = mapped_column(DateTime)
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the point's disks as the revision records them, ``[{"name": ..., "size": ...}]`` in backup order (None:
+    #: not read from the repository yet)
+    disks: Mapped[list[dict[str, object]] | None] = mapped_column(JSON)
 
     vm: Mapped[VM] = relationship()
 
@@ -59,6 +73,14 @@ class BackupPoint(Deletable, db.Model):  # type: ignore[name-defined,misc]
     def is_good(self) -> bool:
         """A good point: readable and trusted or verified, and not waiting for its deletion."""
         return self.state in GOOD_STATES and self.deletion_due_at is None
+
+    @property
+    def disk_names(self) -> list[str]:
+        return [str(d["name"]) for d in self.disks or []]
+
+    def covers(self, disks: list[str]) -> bool:
+        """Whether the point holds every one of ``disks`` (the disks the inventory lists for the VM)."""
+        return set(disks) <= set(self.disk_names)
 
     @classmethod
     def good(cls) -> ColumnElement[bool]:

@@ -1,0 +1,77 @@
+"""Issue 14, portal side: every disk of a VM in one backup point, through real jobs on real disk images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import current_app
+
+from portal import clock
+from portal.demo import make_image
+from portal.extensions import db
+from portal.models import BackupPoint, BackupRun, Disk
+from portal.services import runs
+from storage.restore import restore
+from tests.fixtures.jobs import run_jobs
+
+from .test_jobs import backed_up
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def two_disk_vm(file_vm: Any, tmp_path: Path) -> Any:
+    """web-1 with its root disk and a data disk, both real images with different content and sizes."""
+    data = tmp_path / "web-1-data.img"
+    make_image(str(data), 16 * MiB, seed=2)
+    file_vm.disks.append(Disk(name="data", source=f"file:{data}", size_bytes=16 * MiB))
+    db.session.commit()
+    return file_vm
+
+
+def disk_bytes(disk: Disk) -> bytes:
+    return Path(disk.source[len("file:"):]).read_bytes()
+
+
+def restored(vm: Any, point: BackupPoint, disk: str, tmp_path: Path) -> bytes:
+    target = tmp_path / f"{point.revision}-{disk}.img"
+    restore(current_app.config["STORAGE_ROOT"], vm.repository_name, point.revision, str(target), disk=disk)
+    return target.read_bytes()
+
+
+def scribble(disk: Disk, offset: int, data: bytes) -> None:
+    with open(disk.source[len("file:"):], "r+b") as handle:
+        handle.seek(offset)
+        handle.write(data)
+
+
+def test_a_backup_job_takes_every_disk_into_one_point(two_disk_vm, queues, world, tmp_path) -> None:
+    root, data = sorted(two_disk_vm.disks, key=lambda d: d.name != "root")
+    first_bytes = {d.name: disk_bytes(d) for d in (root, data)}
+    first = backed_up(two_disk_vm, queues, world)
+    scribble(root, 5 * MiB, b"changed root" * 100)
+    scribble(data, 9 * MiB, b"changed data" * 100)
+    second = backed_up(two_disk_vm, queues, world)
+    assert sorted(first.disks or [], key=lambda d: str(d["name"])) == [
+        {"name": "data", "size": 16 * MiB}, {"name": "root", "size": 24 * MiB}]
+    assert first.size_bytes == 40 * MiB and first.covers(["root", "data"])
+    for disk in (root, data):  # each disk of each point restores byte for byte
+        assert restored(two_disk_vm, first, disk.name, tmp_path) == first_bytes[disk.name]
+        assert restored(two_disk_vm, second, disk.name, tmp_path) == disk_bytes(disk) != first_bytes[disk.name]
+
+
+def test_a_disk_missing_from_the_inventory_fails_the_backup(two_disk_vm, queues, world) -> None:
+    data = next(d for d in two_disk_vm.disks if d.name == "data")
+    data.missing_since = clock.now()
+    db.session.commit()
+    points = BackupPoint.query.filter_by(vm_id=two_disk_vm.id).count()
+    run = runs.request_backup(two_disk_vm, world["operator"])
+    run_jobs(queues)
+    db.session.expire_all()
+    run = db.session.get(BackupRun, run.id)
+    assert run.state == "failed" and "disk data" in run.error and "missing from the inventory" in run.error
+    assert not run.revision  # no point of the root disk alone
+    assert BackupPoint.query.filter_by(vm_id=two_disk_vm.id).count() == points
+    assert not (Path(current_app.config["STORAGE_ROOT"]) / two_disk_vm.repository_name).exists()
