@@ -78,6 +78,12 @@ class DiskSchema(ma.Schema):
     size_bytes = f.Integer()
 
 
+class VMDiskSchema(DiskSchema):
+    missing_since = UTCDateTime(allow_none=True, metadata={
+        "description": "set while the inventory feed no longer lists the disk: the VM's backups fail until it is "
+                       "listed again or an operator removes it"})
+
+
 class VMSchema(ma.Schema):
     id = f.Integer()
     name = f.String()
@@ -85,7 +91,7 @@ class VMSchema(ma.Schema):
     resource_group = f.String(allow_none=True)
     environment = f.String()
     size_bytes = f.Integer()
-    disks = f.List(f.Nested(DiskSchema))
+    disks = f.List(f.Nested(VMDiskSchema))
     policy = f.Nested(PolicySchema)
     tier = f.String(allow_none=True)
     bounds = f.Nested(BoundsSchema)
@@ -116,6 +122,8 @@ class BackupSchema(ma.Schema):
     verified_at = UTCDateTime(allow_none=True)
     protected = f.Boolean()
     deletion_due_at = UTCDateTime(allow_none=True)
+    disks = f.List(f.Nested(DiskSchema), metadata={"description": "every disk of the VM in this point, in backup "
+                                                                  "order (empty until the catalog has read it)"})
 
 
 class FileEntrySchema(ma.Schema):

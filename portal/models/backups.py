@@ -19,7 +19,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from storage.manifest import Trust
+from storage.manifest import ROOT_DISK, Trust
 
 from ..extensions import db
 from .inventory import VM
@@ -79,7 +79,13 @@ class BackupPoint(Deletable, db.Model):  # type: ignore[name-defined,misc]
         return [str(d["name"]) for d in self.disks or []]
 
     def covers(self, disks: list[str]) -> bool:
-        """Whether the point holds every one of ``disks`` (the disks the inventory lists for the VM)."""
+        """Whether the point holds every one of ``disks`` (the engine names of the disks the inventory lists).
+
+        A point whose disks the catalog has not read (``None``: made before points recorded disks) or whose only
+        disk is the engine's default ``root`` was taken by the one-disk portal: it covers a VM of one disk.
+        """
+        if self.disks is None or self.disk_names == [ROOT_DISK]:
+            return len(disks) <= 1 or set(disks) <= {ROOT_DISK}
         return set(disks) <= set(self.disk_names)
 
     @classmethod

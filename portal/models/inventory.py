@@ -54,6 +54,12 @@ class VM(Timestamped, Deletable, db.Model):  # type: ignore[name-defined,misc]
         return f"vm-{self.id}"
 
 
+def engine_disk_name(name: str) -> str:
+    """A disk's name in the VM's backup points: the inventory's name with what the engine's names do not allow
+    (spaces, say: "Hard disk 1") as ``_``. Two disks of a VM that come out alike fail its backup, by name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:128]
+
+
 class Disk(db.Model):  # type: ignore[name-defined,misc]
     """A disk of a VM from the inventory. ``missing_since`` is set when a sync lists the VM without this disk:
     never deleted for that (an operator confirms a removal), and a backup of the VM fails while it is set."""
@@ -72,9 +78,7 @@ class Disk(db.Model):  # type: ignore[name-defined,misc]
 
     @property
     def engine_name(self) -> str:
-        """The disk's name in the VM's backup points: the inventory's name with what the engine's names do not
-        allow (spaces, say: "Hard disk 1") as ``_``. Two disks that come out alike fail the backup, by name."""
-        return re.sub(r"[^A-Za-z0-9._-]", "_", self.name)[:128]
+        return engine_disk_name(self.name)
 
     @property
     def pool(self) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,20 @@ def test_a_disk_missing_from_the_inventory_fails_the_backup(two_disk_vm, queues,
     assert not run.revision  # no point of the root disk alone
     assert BackupPoint.query.filter_by(vm_id=two_disk_vm.id).count() == points
     assert not (Path(current_app.config["STORAGE_ROOT"]) / two_disk_vm.repository_name).exists()
+
+
+def test_the_vm_page_and_the_api_list_each_points_disks(two_disk_vm, queues, world, client, auth) -> None:
+    from portal.services import tokens
+
+    point = backed_up(two_disk_vm, queues, world)
+    auth.login(world["acme_admin"])
+    page = client.get(f"/vms/{two_disk_vm.id}").get_data(as_text=True)
+    shown = re.findall(r'<span class="point-disk">([^<]*)</span>', page)
+    assert [s.split()[0] for s in shown] == [str(d["name"]) for d in point.disks or []]
+    assert sorted(s.split()[0] for s in shown) == ["data", "root"] and all(len(s.split()) > 1 for s in shown)
+    secret = tokens.create_token(world["acme_admin"], ["backups:read"], name="t")[1]
+    answer = client.get(f"/api/v1/vms/{two_disk_vm.id}/backups/{point.id}",
+                        headers={"Authorization": f"Bearer {secret}"})
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    assert sorted((d["name"], d["size_bytes"]) for d in answer.get_json()["disks"]) == [
+        ("data", 16 * MiB), ("root", 24 * MiB)]
