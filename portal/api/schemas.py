@@ -177,6 +177,9 @@ class RestoreRequestSchema(Strict):
     paths = f.List(f.String(validate=v.Length(min=1, max=4096)), load_default=list,
                    validate=v.Length(max=1000), metadata={"description": "absolute paths (kind `files`)"})
     target = f.Nested(TargetSchema, load_default=lambda: {"type": "new"})
+    disk = f.String(load_default="", validate=v.Length(max=128), metadata={
+        "description": "kind `full`: restore only this disk of the point (its name in the backup's `disks`); "
+                       "without it every disk, one output each"})
 
 
 class RestoreSchema(ma.Schema):
@@ -186,6 +189,7 @@ class RestoreSchema(ma.Schema):
     kind = f.String()
     paths = f.List(f.String())
     target = f.Dict()
+    disk = f.String(metadata={"description": "the one disk restored; empty: every disk of the point"})
     state = f.String(validate=v.OneOf(RESTORE_STATES))
     phase = f.String(metadata={"description": "the step a running restore is on (the last step, once finished)"})
     outcome = f.String(metadata={"description": "for people: queued, running (step), finished, finished with N "

@@ -239,7 +239,7 @@ class BackupFiles(MethodView):
         end = start + min(args["limit"], s.FILES_PAGE)
         try:
             with open_revision_disk(current_app.config["STORAGE_ROOT"], target.repository_name,
-                                    point.revision) as disk:
+                                    point.revision, disk=point.browse_disk) as disk:
                 if args["q"].strip():
                     entries = disk.search(path, args["q"].strip(), limit=end + 1)
                 else:

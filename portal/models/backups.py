@@ -78,6 +78,16 @@ class BackupPoint(Deletable, db.Model):  # type: ignore[name-defined,misc]
     def disk_names(self) -> list[str]:
         return [str(d["name"]) for d in self.disks or []]
 
+    @property
+    def browse_disk(self) -> str | None:
+        """The disk that file browsing and file restores read: ``root`` when the point has it, else its first
+        disk; None for a point of one disk (or not read yet), which the engine opens as its only disk.
+        (Browsing starts at one disk until the browser lists the disks; the page says which it shows.)"""
+        names = self.disk_names
+        if len(names) <= 1:
+            return None
+        return ROOT_DISK if ROOT_DISK in names else names[0]
+
     def covers(self, disks: list[str]) -> bool:
         """Whether the point holds every one of ``disks`` (the engine names of the disks the inventory lists).
 

@@ -95,7 +95,8 @@ def page(vm: VM, point: BackupPoint, *, path: str = "/", query: str = "", kept: 
     error = None
     nodes: list[Node] = []
     try:
-        with open_revision_disk(current_app.config["STORAGE_ROOT"], vm.repository_name, point.revision) as disk:
+        with open_revision_disk(current_app.config["STORAGE_ROOT"], vm.repository_name, point.revision,
+                                disk=point.browse_disk) as disk:
             if query:
                 nodes = [Node(e) for e in disk.search(path, query, limit=MAX_LISTING)]
             else:

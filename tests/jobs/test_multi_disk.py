@@ -12,8 +12,8 @@ from flask import current_app
 from portal import clock
 from portal.demo import make_image
 from portal.extensions import db
-from portal.models import BackupPoint, BackupRun, Disk
-from portal.services import runs
+from portal.models import BackupPoint, BackupRun, Disk, Restore
+from portal.services import runs, tokens
 from storage.restore import restore
 from tests.fixtures.jobs import run_jobs
 
@@ -79,8 +79,6 @@ def test_a_disk_missing_from_the_inventory_fails_the_backup(two_disk_vm, queues,
 
 
 def test_the_vm_page_and_the_api_list_each_points_disks(two_disk_vm, queues, world, client, auth) -> None:
-    from portal.services import tokens
-
     point = backed_up(two_disk_vm, queues, world)
     auth.login(world["acme_admin"])
     page = client.get(f"/vms/{two_disk_vm.id}").get_data(as_text=True)
@@ -93,3 +91,51 @@ def test_the_vm_page_and_the_api_list_each_points_disks(two_disk_vm, queues, wor
     assert answer.status_code == 200, answer.get_data(as_text=True)
     assert sorted((d["name"], d["size_bytes"]) for d in answer.get_json()["disks"]) == [
         ("data", 16 * MiB), ("root", 24 * MiB)]
+
+
+def finished(restore_id: int) -> Restore:
+    db.session.expire_all()
+    restore = db.session.get(Restore, restore_id)
+    assert restore.state == "done", restore.error
+    return restore
+
+
+def test_a_full_restore_writes_every_disk_of_the_point(two_disk_vm, queues, world) -> None:
+    point = backed_up(two_disk_vm, queues, world)
+    requested = runs.request_restore(world["acme_admin"], two_disk_vm, point, "full")
+    run_jobs(queues)
+    restore = finished(requested.id)
+    outputs = {d["disk"]: d["target"] for d in restore.report["disks"]}
+    assert sorted(outputs) == ["data", "root"] and len(set(outputs.values())) == 2
+    for disk in two_disk_vm.disks:
+        assert Path(outputs[disk.name]).read_bytes() == disk_bytes(disk)
+    assert restore.report["bytes"] == 40 * MiB and restore.report["damaged"] == []
+    assert restore.progress == 1.0 and restore.bytes_total == 40 * MiB
+
+
+def test_a_full_restore_of_one_named_disk(two_disk_vm, queues, world, client) -> None:
+    point = backed_up(two_disk_vm, queues, world)
+    headers = {"Authorization": "Bearer " + tokens.create_token(world["acme_admin"], ["restores:write"], name="t")[1]}
+    answer = client.post(f"/api/v1/vms/{two_disk_vm.id}/restores", headers=headers,
+                         json={"backup": point.id, "kind": "full", "disk": "nope"})
+    assert answer.status_code == 422 and "no disk 'nope'" in answer.get_json()["message"]
+    answer = client.post(f"/api/v1/vms/{two_disk_vm.id}/restores", headers=headers,
+                         json={"backup": point.id, "kind": "full", "disk": "data"})
+    assert answer.status_code == 202 and answer.get_json()["disk"] == "data"
+    run_jobs(queues)
+    restore = finished(answer.get_json()["id"])
+    data = next(d for d in two_disk_vm.disks if d.name == "data")
+    assert [d["disk"] for d in restore.report["disks"]] == ["data"] and restore.report["disk"] == "data"
+    assert Path(restore.output_path).read_bytes() == disk_bytes(data)
+
+
+def test_the_restore_form_offers_each_disk_and_the_browser_says_which_it_shows(two_disk_vm, queues, world,
+                                                                                client, auth) -> None:
+    point = backed_up(two_disk_vm, queues, world)
+    auth.login(world["acme_admin"])
+    page = client.get(f"/vms/{two_disk_vm.id}").get_data(as_text=True)
+    assert re.findall(r'<option value="([^"]*)">', page)[-3:] == ["", "data", "root"]
+    answer = client.post(f"/vms/{two_disk_vm.id}/backups/{point.id}/restore", data={"kind": "full", "disk": "root"})
+    assert answer.status_code == 302 and Restore.query.one().disk == "root"
+    browse = client.get(f"/vms/{two_disk_vm.id}/backups/{point.id}/files").get_data(as_text=True)
+    assert "files shown are those of disk <strong>root</strong>" in browse
