@@ -105,6 +105,9 @@ def check_in_place(actor: User, vm: VM, kind: str) -> None:
         raise RestoreError("an in-place restore puts back the whole disk: choose a full restore")
     if not vm.disks:
         raise RestoreError("the VM has no disk in the inventory to restore over")
+    if len(vm.disks) > 1:
+        raise RestoreError("an in-place restore of a VM with several disks is not supported yet: restore its "
+                           "disks to new images instead")
     source = vm.disks[0].source
     if source.startswith("file:") and not os.path.exists(source[len("file:"):]):
         raise RestoreError(f"the VM's disk {source[len('file:'):]} does not exist; restore to a new image instead")
@@ -122,6 +125,8 @@ def check_into_disk(actor: User, vm: VM, kind: str, paths: list[str], target: di
         raise RestoreForbidden(IN_PLACE_FORBIDDEN)
     if kind != "files":
         raise RestoreError("putting files back into the disk is a file restore: choose files and folders")
+    if len(vm.disks) > 1:
+        raise RestoreError("files cannot be put back into a VM with several disks yet; download them instead")
     if not vm.disks or not vm.disks[0].source.startswith("file:"):
         raise RestoreError("files can be put back only into file: disks; download them instead")
     dest = str(target.get("path") or "").strip()

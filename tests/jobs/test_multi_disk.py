@@ -139,3 +139,33 @@ def test_the_restore_form_offers_each_disk_and_the_browser_says_which_it_shows(t
     assert answer.status_code == 302 and Restore.query.one().disk == "root"
     browse = client.get(f"/vms/{two_disk_vm.id}/backups/{point.id}/files").get_data(as_text=True)
     assert "files shown are those of disk <strong>root</strong>" in browse
+
+
+def test_a_fire_drill_of_a_two_disk_point_restores_its_root_disk_and_passes(two_disk_vm, queues, world, app,
+                                                                           tmp_path) -> None:
+    from portal.models import FireDrill
+    from portal.services import drills
+
+    app.config["RESTORE_ROOT"] = str(tmp_path / "restores")
+    backed_up(two_disk_vm, queues, world)
+    drill = drills.request_drill(two_disk_vm, world["operator"])
+    run_jobs(queues)
+    db.session.expire_all()
+    drill = db.session.get(FireDrill, drill.id)
+    assert (drill.state, drill.result) == ("done", "passed"), drill.error
+    assert drill.checks["chunks"]["disk"] == "root" and drill.bytes_total == 24 * MiB
+
+
+def test_an_in_place_restore_of_a_two_disk_vm_is_refused_before_any_row(two_disk_vm, queues, world) -> None:
+    point = backed_up(two_disk_vm, queues, world)
+    restores = Restore.query.count()
+    with pytest.raises(runs.RestoreError, match="several disks"):
+        runs.request_restore(world["operator"], two_disk_vm, point, "full", target={"type": "in_place"})
+    assert Restore.query.count() == restores
+
+
+def test_files_are_not_put_back_into_a_two_disk_vm(two_disk_vm, queues, world) -> None:
+    point = backed_up(two_disk_vm, queues, world)
+    with pytest.raises(runs.RestoreError, match="several disks"):
+        runs.request_restore(world["operator"], two_disk_vm, point, "files", paths=["/p1/etc"],
+                             target={"type": "in_vm", "path": "/p1/restored"})
