@@ -1,9 +1,13 @@
-"""The backup job: back a VM's disk up into its repository, then refresh the catalog."""
+"""The backup job: back every disk of a VM up into its repository as one point, then refresh the catalog.
+
+The disks are the inventory's Disk rows (named as there, read from their sources), all snapshotted under one
+freeze by the engine. A disk the inventory marks missing fails the backup with its name: a point without it
+would look like a whole VM and is not (an operator confirms a removal, or the feed lists the disk again)."""
 
 from __future__ import annotations
 
 from portal.extensions import db
-from portal.models import BackupRun
+from portal.models import VM, BackupRun
 from portal.services import catalog, notify
 from storage.backup import backup
 from storage.errors import StorageError
@@ -21,8 +25,7 @@ def run_backup(run_id: int) -> str:
         mark_started(run)
         vm = run.vm
         try:
-            if not vm.disks:
-                raise StorageError("the VM has no disks in the inventory")
+            disks = vm_disks(vm)
             policy = vm.policy
             commands = flask_app.config["HOOK_COMMANDS"]
             hooks = Hooks(pre=_hook(commands, policy.pre_hook if policy else ""),
@@ -33,8 +36,8 @@ def run_backup(run_id: int) -> str:
                 db.session.commit()
 
             with vm_lock(vm.id, on_wait=waiting):
-                revision = backup(flask_app.config["STORAGE_ROOT"], vm.repository_name, vm.disks[0].source,
-                                  hooks=hooks, wait=None, progress=ProgressWriter(run))
+                revision = backup(flask_app.config["STORAGE_ROOT"], vm.repository_name, disks, hooks=hooks,
+                                  wait=None, progress=ProgressWriter(run))
             run.revision = revision.id
             run.stats = {k: v for k, v in revision.stats.items() if k != "warnings"}
             catalog.refresh(vm)
@@ -47,6 +50,17 @@ def run_backup(run_id: int) -> str:
             mark_finished(run, "failed", str(exc))
             notify.event("backup.failed", vm.organisation, vm=vm, run=run.id, error=str(exc))
             raise
+
+
+def vm_disks(vm: VM) -> list[tuple[str, str]]:
+    """The (name, source) of every disk of the VM, in the inventory's order; StorageError when one is missing."""
+    if not vm.disks:
+        raise StorageError("the VM has no disks in the inventory")
+    missing = [f"{d.name} (since {d.missing_since:%Y-%m-%d %H:%M} UTC)" for d in vm.disks if d.missing_since]
+    if missing:
+        raise StorageError(f"disk {', '.join(missing)} of the VM is missing from the inventory feed: not backing "
+                           "up the other disks alone (list the disk in the feed again, or an operator removes it)")
+    return [(d.engine_name, d.source) for d in vm.disks]
 
 
 def _hook(commands: dict[str, str], name: str) -> str | None:

@@ -56,15 +56,20 @@ def run_drill(drill_id: int) -> str:
             with vm_lock(drill.vm_id, on_wait=waiting):
                 _remove_complete(scratch)
                 started = time.monotonic()
+                # one disk of a several-disk point (its root disk, as file browsing): see README, Fire drills
                 result = restore(str(config["STORAGE_ROOT"]), drill.vm.repository_name,
-                                 point.revision, scratch, sync=False, progress=ProgressWriter(drill))
+                                 point.revision, scratch, sync=False, progress=ProgressWriter(drill),
+                                 disk=point.browse_disk)
                 seconds = max(time.monotonic() - started, 0.001)
             drill.bytes_total = drill.bytes_done = result.bytes
             drill.seconds = round(seconds, 3)
             drill.bytes_per_second = result.bytes / seconds
             drill.phase = "checking"
             db.session.commit()
-            checks = {"chunks": {"ok": not result.damaged, "damaged": [list(r) for r in result.damaged]}}
+            checks: dict[str, dict[str, object]] = {
+                "chunks": {"ok": not result.damaged, "damaged": [list(r) for r in result.damaged]}}
+            if point.browse_disk is not None:
+                checks["chunks"]["disk"] = point.browse_disk
             checks.update(check_image(scratch, int(config.get("DRILL_SAMPLE_FILES", 20)), seed=drill.id))
             drill.checks = checks
             drill.result = PASSED if all(c["ok"] for c in checks.values()) else FAILED_CHECK

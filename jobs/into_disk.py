@@ -138,7 +138,8 @@ def put_back(row: Restore, config: dict[str, object]) -> None:
     scratch_root = str(config.get("RESTORE_ROOT") or os.path.join(os.path.dirname(root), "restores"))
     os.makedirs(scratch_root, exist_ok=True)
     safety.take(row, root)  # first: the backup takes the repository's exclusive lock, reading shares it
-    with open_revision_disk(root, vm.repository_name, row.backup_point.revision) as backup_disk:
+    with open_revision_disk(root, vm.repository_name, row.backup_point.revision,
+                            disk=row.backup_point.browse_disk) as backup_disk:
         placements = plan(backup_disk, row.paths, dest)
         row.bytes_total = sum(p.size for p in placements if p.type == "file")
         row.phase = "writing into the disk"

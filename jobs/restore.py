@@ -1,8 +1,9 @@
 """The restore job: a full restore to a new image, or a file restore into a downloadable archive.
 
-Full restores of ``file:`` disks go to ``RESTORE_ROOT/vm-<id>-restore-<n>.img``, of ``rbd:`` disks to a new
-image ``POOL/<image>-restore-<n>`` beside the original. A retried job (worker died) continues the engine's
-partial output instead of starting over.
+Full restores restore every disk of the point, or the one the row names (``disk``): ``file:`` disks go to
+``RESTORE_ROOT/vm-<id>-restore-<n>-<disk>.img`` (``...-restore-<n>.img`` for a point of one disk), ``rbd:``
+disks to a new image ``POOL/<image>-restore-<n>`` beside the one backed up. The report lists every disk.
+A retried job (worker died) continues the engine's partial output instead of starting over.
 
 In place (target ``{"type": "in_place"}``): under the same hold of the VM lock, first a safety backup of the
 disk as it is now (tagged ``safety``, protected, recorded on the row and in the catalog), then the point over
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import gzip
 import os
+from collections.abc import Callable
 
 from portal.extensions import db
 from portal.models import Restore
@@ -21,6 +23,7 @@ from portal.services import disaster, notify
 from storage.browse import open_revision_disk
 from storage.errors import StorageError
 from storage.files import archive
+from storage.repository import Repository
 from storage.restore import restore
 
 from . import into_disk, safety
@@ -74,21 +77,59 @@ def _restore_root(config: dict[str, object]) -> str:
 
 
 def _full(row: Restore, config: dict[str, object]) -> None:
+    """Restore every disk of the point (or the one the row names), one output each; the report lists them.
+
+    A point of one disk restored without a name keeps the one-disk output names (a retried job of an older
+    version continues its partial output); otherwise each file output is named after its disk.
+    """
     if row.in_place:
         _in_place(row, config)
         return
-    source = row.vm.disks[0].source if row.vm.disks else "file:"
-    if source.startswith("rbd:"):
-        pool_image = source[len("rbd:"):]
-        target = f"rbd:{pool_image}-restore-{row.id}"
-    else:
-        target = os.path.join(_restore_root(config), f"{row.vm.repository_name}-restore-{row.id}.img")
-    row.output_path = target
+    root, vm = str(config["STORAGE_ROOT"]), row.vm
+    revision = Repository.open(root, vm.repository_name).resolve(row.backup_point.revision)
+    disks = [revision.disk(row.disk)] if row.disk else revision.disks
+    named = bool(row.disk) or len(disks) > 1
+    targets = [(disk, _full_target(row, config, disk.source, disk.name if named else "")) for disk in disks]
+    row.output_path = targets[0][1]
     db.session.commit()
-    result = restore(str(config["STORAGE_ROOT"]), row.vm.repository_name, row.backup_point.revision, target,
-                     wait=None, progress=ProgressWriter(row), limit_bytes_per_second=rate_limit(config),
-                     threads=threads(config))
-    row.report = {**result.as_dict(), "target": target}
+    progress = _DiskProgress(ProgressWriter(row), [disk.size for disk in disks])
+    reports = []
+    for disk, target in targets:
+        result = restore(root, vm.repository_name, revision.id, target, wait=None, disk=disk.name,
+                         progress=progress.next_disk(disk.name), limit_bytes_per_second=rate_limit(config),
+                         threads=threads(config))
+        reports.append({**result.as_dict(), "disk": disk.name, "target": target})
+    if len(reports) == 1:
+        row.report = {**reports[0], "disks": reports}
+        return
+    row.report = {"revision": revision.id, "disks": reports, "target": targets[0][1],
+                  "bytes": sum(r["bytes"] for r in reports), "seconds": sum(r["seconds"] for r in reports),
+                  "damaged": [[r["disk"], *span] for r in reports for span in r["damaged"]]}
+
+
+def _full_target(row: Restore, config: dict[str, object], source: str, disk: str) -> str:
+    """``rbd:`` disks to a new image beside the backed-up one, others to a file under RESTORE_ROOT."""
+    if source.startswith("rbd:"):
+        return f"{source}-restore-{row.id}"
+    suffix = f"-{disk}" if disk else ""
+    return os.path.join(_restore_root(config), f"{row.vm.repository_name}-restore-{row.id}{suffix}.img")
+
+
+class _DiskProgress:
+    """One progress bar over the disks restored in a row: each disk's bytes counted after the ones before."""
+
+    def __init__(self, writer: ProgressWriter, sizes: list[int]) -> None:
+        self.writer, self.sizes, self.index = writer, sizes, -1
+
+    def next_disk(self, name: str) -> Callable[[str, int, int], None]:
+        self.index += 1
+        before, total = sum(self.sizes[:self.index]), sum(self.sizes)
+        label = f" disk {name} ({self.index + 1}/{len(self.sizes)})" if len(self.sizes) > 1 else ""
+
+        def report(phase: str, done: int, _disk_total: int) -> None:
+            self.writer(phase + label, before + done, total)
+
+        return report
 
 
 def _in_place(row: Restore, config: dict[str, object]) -> None:
@@ -122,7 +163,8 @@ def _files(row: Restore, config: dict[str, object]) -> None:
         return
     out = os.path.join(_restore_root(config), f"{row.vm.repository_name}-files-{row.id}.tar.gz")
     partial = out + ".partial"
-    with open_revision_disk(str(config["STORAGE_ROOT"]), row.vm.repository_name, row.backup_point.revision) as disk:
+    with open_revision_disk(str(config["STORAGE_ROOT"]), row.vm.repository_name, row.backup_point.revision,
+                            disk=row.disk or row.backup_point.browse_disk) as disk:
         entries = [disk.stat(path) for path in row.paths]
         row.bytes_total = sum(e.size for e in entries)
         row.phase = "archiving"

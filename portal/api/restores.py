@@ -36,7 +36,8 @@ def restore_json(restore: Restore, *, with_position: bool = True) -> dict[str, A
     downloadable = is_downloadable(restore)
     return {
         "id": restore.id, "vm": restore.vm_id, "backup": restore.backup_point_id, "kind": restore.kind,
-        "paths": list(restore.paths or []), "target": dict(restore.target or {}), "state": restore.state,
+        "paths": list(restore.paths or []), "target": dict(restore.target or {}), "disk": restore.disk,
+        "state": restore.state,
         "phase": restore.phase, "outcome": outcome.describe(restore), "position": eta.position if eta else None,
         "priority_class": restore.priority_class, "priority_reason": restore.priority_reason,
         "progress": restore.progress, "bytes_done": restore.bytes_done, "bytes_total": restore.bytes_total,
@@ -88,7 +89,7 @@ class VMRestores(MethodView):
         target, point = get_point(vm, body["backup"])
         # a RestoreError answers 422 restore_refused (409 deletion_pending, 403 forbidden)
         restore = runs.request_restore(current_user(), target, point, body["kind"], paths=body["paths"],
-                                       target=body["target"])
+                                       target=body["target"], disk=body["disk"])
         return restore_json(restore)
 
 

@@ -78,6 +78,12 @@ class DiskSchema(ma.Schema):
     size_bytes = f.Integer()
 
 
+class VMDiskSchema(DiskSchema):
+    missing_since = UTCDateTime(allow_none=True, metadata={
+        "description": "set while the inventory feed no longer lists the disk: the VM's backups fail until it is "
+                       "listed again or an operator removes it"})
+
+
 class VMSchema(ma.Schema):
     id = f.Integer()
     name = f.String()
@@ -85,7 +91,7 @@ class VMSchema(ma.Schema):
     resource_group = f.String(allow_none=True)
     environment = f.String()
     size_bytes = f.Integer()
-    disks = f.List(f.Nested(DiskSchema))
+    disks = f.List(f.Nested(VMDiskSchema))
     policy = f.Nested(PolicySchema)
     tier = f.String(allow_none=True)
     bounds = f.Nested(BoundsSchema)
@@ -116,6 +122,8 @@ class BackupSchema(ma.Schema):
     verified_at = UTCDateTime(allow_none=True)
     protected = f.Boolean()
     deletion_due_at = UTCDateTime(allow_none=True)
+    disks = f.List(f.Nested(DiskSchema), metadata={"description": "every disk of the VM in this point, in backup "
+                                                                  "order (empty until the catalog has read it)"})
 
 
 class FileEntrySchema(ma.Schema):
@@ -169,6 +177,9 @@ class RestoreRequestSchema(Strict):
     paths = f.List(f.String(validate=v.Length(min=1, max=4096)), load_default=list,
                    validate=v.Length(max=1000), metadata={"description": "absolute paths (kind `files`)"})
     target = f.Nested(TargetSchema, load_default=lambda: {"type": "new"})
+    disk = f.String(load_default="", validate=v.Length(max=128), metadata={
+        "description": "kind `full`: restore only this disk of the point (its name in the backup's `disks`); "
+                       "without it every disk, one output each"})
 
 
 class RestoreSchema(ma.Schema):
@@ -178,6 +189,7 @@ class RestoreSchema(ma.Schema):
     kind = f.String()
     paths = f.List(f.String())
     target = f.Dict()
+    disk = f.String(metadata={"description": "the one disk restored; empty: every disk of the point"})
     state = f.String(validate=v.OneOf(RESTORE_STATES))
     phase = f.String(metadata={"description": "the step a running restore is on (the last step, once finished)"})
     outcome = f.String(metadata={"description": "for people: queued, running (step), finished, finished with N "

@@ -50,7 +50,7 @@ def vm_json(vm: VM, status: Any = None) -> dict[str, Any]:
         "id": vm.id, "name": vm.name, "organisation": vm.organisation.slug,
         "resource_group": vm.resource_group.name if vm.resource_group else None,
         "environment": vm.environment, "size_bytes": vm.size_bytes,
-        "disks": [{"name": d.name, "size_bytes": d.size_bytes} for d in vm.disks],
+        "disks": [{"name": d.name, "size_bytes": d.size_bytes, "missing_since": d.missing_since} for d in vm.disks],
         "policy": policies.snapshot(policy), "tier": vm.organisation.tier.name if vm.organisation.tier else None,
         "bounds": _bounds_json(bounds), "priority_class": priority.klass, "priority_reason": priority.reason,
         "backup_status": status.state, "last_backup_at": status.last_good, "missing_since": vm.missing_since,
@@ -66,7 +66,8 @@ def _bounds_json(bounds: policies.Bounds) -> dict[str, Any]:
 def point_json(point: BackupPoint) -> dict[str, Any]:
     return {"id": point.id, "vm": point.vm_id, "revision": point.revision, "created_at": point.created_at,
             "size_bytes": point.size_bytes, "new_bytes": point.new_bytes, "state": point.state,
-            "verified_at": point.verified_at, "protected": point.protected, "deletion_due_at": point.deletion_due_at}
+            "verified_at": point.verified_at, "protected": point.protected, "deletion_due_at": point.deletion_due_at,
+            "disks": [{"name": d["name"], "size_bytes": d["size"]} for d in point.disks or []]}
 
 
 # -- VMs --------------------------------------------------------------------------------------------------
@@ -238,7 +239,7 @@ class BackupFiles(MethodView):
         end = start + min(args["limit"], s.FILES_PAGE)
         try:
             with open_revision_disk(current_app.config["STORAGE_ROOT"], target.repository_name,
-                                    point.revision) as disk:
+                                    point.revision, disk=point.browse_disk) as disk:
                 if args["q"].strip():
                     entries = disk.search(path, args["q"].strip(), limit=end + 1)
                 else:

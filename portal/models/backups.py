@@ -5,10 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, ColumnElement, DateTime, ForeignKey, Index, String, UniqueConstraint, and_
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    UniqueConstraint,
+    and_,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from storage.manifest import Trust
+from storage.manifest import ROOT_DISK, Trust
 
 from ..extensions import db
 from .inventory import VM
@@ -52,6 +63,9 @@ class BackupPoint(Deletable, db.Model):  # type: ignore[name-defined,misc]
     state: Mapped[str] = mapped_column(String(16), default="ok")
     verified_at: Mapped[datetime | None] = mapped_column(DateTime)
     protected: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: the point's disks as the revision records them, ``[{"name": ..., "size": ...}]`` in backup order (None:
+    #: not read from the repository yet)
+    disks: Mapped[list[dict[str, object]] | None] = mapped_column(JSON)
 
     vm: Mapped[VM] = relationship()
 
@@ -59,6 +73,30 @@ class BackupPoint(Deletable, db.Model):  # type: ignore[name-defined,misc]
     def is_good(self) -> bool:
         """A good point: readable and trusted or verified, and not waiting for its deletion."""
         return self.state in GOOD_STATES and self.deletion_due_at is None
+
+    @property
+    def disk_names(self) -> list[str]:
+        return [str(d["name"]) for d in self.disks or []]
+
+    @property
+    def browse_disk(self) -> str | None:
+        """The disk that file browsing and file restores read: ``root`` when the point has it, else its first
+        disk; None for a point of one disk (or not read yet), which the engine opens as its only disk.
+        (Browsing starts at one disk until the browser lists the disks; the page says which it shows.)"""
+        names = self.disk_names
+        if len(names) <= 1:
+            return None
+        return ROOT_DISK if ROOT_DISK in names else names[0]
+
+    def covers(self, disks: list[str]) -> bool:
+        """Whether the point holds every one of ``disks`` (the engine names of the disks the inventory lists).
+
+        A point whose disks the catalog has not read (``None``: made before points recorded disks) or whose only
+        disk is the engine's default ``root`` was taken by the one-disk portal: it covers a VM of one disk.
+        """
+        if self.disks is None or self.disk_names == [ROOT_DISK]:
+            return len(disks) <= 1 or set(disks) <= {ROOT_DISK}
+        return set(disks) <= set(self.disk_names)
 
     @classmethod
     def good(cls) -> ColumnElement[bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from sqlalchemy import JSON, BigInteger, Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
@@ -53,7 +54,16 @@ class VM(Timestamped, Deletable, db.Model):  # type: ignore[name-defined,misc]
         return f"vm-{self.id}"
 
 
+def engine_disk_name(name: str) -> str:
+    """A disk's name in the VM's backup points: the inventory's name with what the engine's names do not allow
+    (spaces, say: "Hard disk 1") as ``_``. Two disks of a VM that come out alike fail its backup, by name."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:128]
+
+
 class Disk(db.Model):  # type: ignore[name-defined,misc]
+    """A disk of a VM from the inventory. ``missing_since`` is set when a sync lists the VM without this disk:
+    never deleted for that (an operator confirms a removal), and a backup of the VM fails while it is set."""
+
     __tablename__ = "disks"
     __table_args__ = (UniqueConstraint("vm_id", "name"),)
 
@@ -62,8 +72,13 @@ class Disk(db.Model):  # type: ignore[name-defined,misc]
     name: Mapped[str] = mapped_column(String(100))
     source: Mapped[str] = mapped_column(String(500))  # file:PATH or rbd:POOL/IMAGE
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    missing_since: Mapped[datetime | None] = mapped_column(DateTime)
 
     vm: Mapped[VM] = relationship(back_populates="disks")
+
+    @property
+    def engine_name(self) -> str:
+        return engine_disk_name(self.name)
 
     @property
     def pool(self) -> str | None:

@@ -70,6 +70,7 @@ class Restore(JobRow, db.Model):  # type: ignore[name-defined,misc]
     # and its catalog row (what "Undo" restores). SET NULL: purging that point must not need this row gone.
     safety_revision: Mapped[str] = mapped_column(String(64), default="")
     safety_point_id: Mapped[int | None] = mapped_column(ForeignKey("backup_points.id", ondelete="SET NULL"))
+    disk: Mapped[str] = mapped_column(String(128), default="")  # one disk of the point; empty: every disk
 
     vm: Mapped[VM] = relationship()
     backup_point: Mapped[BackupPoint] = relationship(foreign_keys=[backup_point_id])

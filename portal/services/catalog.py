@@ -3,7 +3,8 @@
 ``refresh`` upserts from a VM's repository manifests (a point whose manifest cannot be read becomes
 ``damaged``: it cannot be restored); it never deletes a point because its manifest is absent (a repository
 being restored or moved must not empty the catalog); points whose revision is gone from the repository are
-left for the retention job, which forgets through the engine and records it.
+left for the retention job, which forgets through the engine and records it. Each point records its disks
+(name and size) from its revision, so coverage and the VM page need no manifest read.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def refresh(vm: VM) -> int:
             "state": STATE_OF_TRUST.get(revision.trust, PointState.OK.value),
             "verified_at": parse_iso(revision.verified_at).replace(tzinfo=None) if revision.verified_at else None,
             "protected": revision.protected,
+            "disks": [{"name": d.name, "size": d.size} for d in revision.disks],
         }
         if any(getattr(point, k) != v for k, v in values.items()):
             changed += 1

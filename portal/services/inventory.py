@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from flask import current_app
@@ -156,7 +157,7 @@ def _apply(orgs: dict[str, str], feed_vms: list[FeedVM], known: dict[tuple[str, 
     record = InventorySync(scope=scope, status="applied")
     db.session.add(record)
     result = SyncResult(record)
-    disk_changes: list[tuple[VM, str, dict[str, Any] | None, dict[str, Any]]] = []
+    disk_changes: list[tuple[VM, str, str, dict[str, Any] | None, dict[str, Any]]] = []
     org_rows = {o.slug: o for o in db.session.scalars(select(Organisation).where(Organisation.slug.in_(orgs)))}
     for slug, name in orgs.items():
         if slug not in org_rows:
@@ -184,7 +185,7 @@ def _apply(orgs: dict[str, str], feed_vms: list[FeedVM], known: dict[tuple[str, 
             vm.missing_since = None
         vm.environment, vm.resource_group_id, vm.size_bytes = item.environment, group.id, item.size
         vm.last_seen_at = now
-        disk_changes += [(vm, f"{item.org}/{item.name}", before, after) for before, after in _update_disks(vm, item)]
+        disk_changes += [(vm, f"{item.org}/{item.name}", *change) for change in _update_disks(vm, item, now)]
     listed = {(vm.org, vm.name) for vm in feed_vms}
     for key, vm in known.items():
         if key not in listed and vm.missing_since is None:
@@ -193,26 +194,40 @@ def _apply(orgs: dict[str, str], feed_vms: list[FeedVM], known: dict[tuple[str, 
     record.summary = {"added": result.added, "updated": result.updated, "missing": result.missing,
                       "returned": result.returned}
     db.session.flush()  # new VMs get their ids for the audit rows
-    for vm, label, before, after in disk_changes:
-        audit.record(actor, "inventory.disk_add" if before is None else "inventory.disk_change", vm,
-                     before=before, after=after, label=label)
+    for vm, label, action, before, after in disk_changes:
+        audit.record(actor, action, vm, before=before, after=after, label=label)
     return result
 
 
-def _update_disks(vm: VM, item: FeedVM) -> list[tuple[dict[str, Any] | None, dict[str, Any]]]:
-    """Add and update the VM's disks from the feed; return (before, after) of each disk added or changed."""
-    changes: list[tuple[dict[str, Any] | None, dict[str, Any]]] = []
+def _update_disks(vm: VM, item: FeedVM, now: datetime) -> list[tuple[str, dict[str, Any] | None, dict[str, Any]]]:
+    """Add and update the VM's disks from the feed; return (audit action, before, after) of each disk changed.
+
+    A disk the feed no longer lists stays, marked ``missing_since`` (the VM's backups fail until it is back or
+    an operator removes it: a point silently without it would look complete); one listed again is unmarked.
+    """
+    changes: list[tuple[str, dict[str, Any] | None, dict[str, Any]]] = []
     by_name = {d.name: d for d in vm.disks}
     for name, source, size in item.disks:
         disk = by_name.get(name)
         after = {"disk": name, "source": source, "size": size}
         if disk is None:
             vm.disks.append(Disk(name=name, source=source, size_bytes=size))
-            changes.append((None, after))
-        elif (disk.source, disk.size_bytes) != (source, size):
-            changes.append(({"disk": name, "source": disk.source, "size": disk.size_bytes}, after))
+            changes.append(("inventory.disk_add", None, after))
+            continue
+        if disk.missing_since is not None:
+            changes.append(("inventory.disk_returned", {"disk": name, "missing_since": disk.missing_since.isoformat()},
+                            after))
+            disk.missing_since = None
+        if (disk.source, disk.size_bytes) != (source, size):
+            changes.append(("inventory.disk_change", {"disk": name, "source": disk.source, "size": disk.size_bytes},
+                            after))
             disk.source, disk.size_bytes = source, size
-    # Disks missing from the feed stay: the feed adds and updates only.
+    listed = {name for name, _, _ in item.disks}
+    for disk in vm.disks:
+        if disk.name not in listed and disk.missing_since is None:
+            disk.missing_since = now  # absence is a state, never a deletion
+            changes.append(("inventory.disk_missing", {"disk": disk.name, "source": disk.source},
+                            {"disk": disk.name, "missing_since": now.isoformat()}))
     return changes
 
 

@@ -47,13 +47,15 @@ def request_backup(vm: VM, actor: User | str = "system:scheduler") -> BackupRun:
 
 
 def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: list[str] | None = None,
-                    target: dict[str, Any] | None = None) -> Restore:
+                    target: dict[str, Any] | None = None, disk: str = "") -> Restore:
     if kind not in ("full", "files"):
         raise RestoreError("kind must be 'full' or 'files'")
     if point.vm_id != vm.id:
         raise RestoreError("that backup point is not available")
     if point.pending_deletion:
         raise PointPendingDeletion(deletions.pending_message(point))
+    if disk and point.disks is not None and disk not in point.disk_names:
+        raise RestoreError(f"that backup point has no disk {disk!r} (it has {', '.join(point.disk_names)})")
     if (target or {}).get("type") == "in_place":
         check_in_place(actor, vm, kind)
     if (target or {}).get("type") == "in_vm":
@@ -66,12 +68,13 @@ def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: l
     priority = priority_of(vm)
     restore = Restore(vm_id=vm.id, backup_point_id=point.id, kind=kind, paths=paths or [],
                       target=target or {"type": "new"}, priority_class=priority.klass,
-                      priority_reason=priority.reason, requested_by_id=actor.id, state=QUEUED)
+                      priority_reason=priority.reason, requested_by_id=actor.id, state=QUEUED, disk=disk)
     db.session.add(restore)
     db.session.flush()
     restore.job_id = f"restore-{restore.id}"
     audit.record(actor, "restore.request", vm, after={"restore": restore.id, "kind": kind, "backup": point.revision,
-                                                       "class": priority.klass, "target": restore.target})
+                                                       "class": priority.klass, "target": restore.target,
+                                                       **({"disk": disk} if disk else {})})
     db.session.commit()
     queue.enqueue(queue.restore_queue(restore.priority_class), "jobs.restore.run_restore", restore.id,
                   job_id=restore.job_id)
@@ -102,6 +105,9 @@ def check_in_place(actor: User, vm: VM, kind: str) -> None:
         raise RestoreError("an in-place restore puts back the whole disk: choose a full restore")
     if not vm.disks:
         raise RestoreError("the VM has no disk in the inventory to restore over")
+    if len(vm.disks) > 1:
+        raise RestoreError("an in-place restore of a VM with several disks is not supported yet: restore its "
+                           "disks to new images instead")
     source = vm.disks[0].source
     if source.startswith("file:") and not os.path.exists(source[len("file:"):]):
         raise RestoreError(f"the VM's disk {source[len('file:'):]} does not exist; restore to a new image instead")
@@ -119,6 +125,8 @@ def check_into_disk(actor: User, vm: VM, kind: str, paths: list[str], target: di
         raise RestoreForbidden(IN_PLACE_FORBIDDEN)
     if kind != "files":
         raise RestoreError("putting files back into the disk is a file restore: choose files and folders")
+    if len(vm.disks) > 1:
+        raise RestoreError("files cannot be put back into a VM with several disks yet; download them instead")
     if not vm.disks or not vm.disks[0].source.startswith("file:"):
         raise RestoreError("files can be put back only into file: disks; download them instead")
     dest = str(target.get("path") or "").strip()

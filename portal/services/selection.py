@@ -34,7 +34,7 @@ def check(root: str, vm: VM, point: BackupPoint, paths: list[str]) -> None:
     """Raise the engine's StorageError (with a message for the user) when a path is not in the backup, or the
     selection is larger than ``DOWNLOAD_MAX_BYTES`` (0: no limit)."""
     limit = int(current_app.config.get("DOWNLOAD_MAX_BYTES") or 0)
-    with open_revision_disk(root, vm.repository_name, point.revision) as disk:
+    with open_revision_disk(root, vm.repository_name, point.revision, disk=point.browse_disk) as disk:
         for path in paths:
             disk.stat(path)
         if limit <= 0:
@@ -56,10 +56,10 @@ def _size(count: int) -> str:
 
 def download(root: str, vm: VM, point: BackupPoint, paths: list[str], kind: str) -> Response:
     """A streamed attachment of the selection (call ``check`` first)."""
-    repository, revision = vm.repository_name, point.revision
+    repository, revision, browsed = vm.repository_name, point.revision, point.browse_disk
 
     def generate() -> Iterator[bytes]:
-        with open_revision_disk(root, repository, revision) as disk:
+        with open_revision_disk(root, repository, revision, disk=browsed) as disk:
             if kind == "zip":
                 yield from archive.iter_zip(disk, paths)
                 return

@@ -95,7 +95,8 @@ def page(vm: VM, point: BackupPoint, *, path: str = "/", query: str = "", kept: 
     error = None
     nodes: list[Node] = []
     try:
-        with open_revision_disk(current_app.config["STORAGE_ROOT"], vm.repository_name, point.revision) as disk:
+        with open_revision_disk(current_app.config["STORAGE_ROOT"], vm.repository_name, point.revision,
+                                disk=point.browse_disk) as disk:
             if query:
                 nodes = [Node(e) for e in disk.search(path, query, limit=MAX_LISTING)]
             else:
@@ -105,7 +106,7 @@ def page(vm: VM, point: BackupPoint, *, path: str = "/", query: str = "", kept: 
         status = 422 if status == 200 else status  # a refusal keeps its own status
     kept.shown = {p for p in _paths(nodes) if p in chosen}
     can_put_back = (runs.may_restore_in_place(current_user)
-                    and bool(vm.disks) and vm.disks[0].source.startswith("file:"))
+                    and len(vm.disks) == 1 and vm.disks[0].source.startswith("file:"))
     return render_template("browse.html", vm=vm, point=point, path=path, nodes=nodes, error=error, query=query,
                            partial=partial, can_put_back=can_put_back, kept=kept, chosen=chosen,
                            message=message), status

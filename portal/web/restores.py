@@ -36,7 +36,7 @@ def request_restore(vm_id: int, backup_id: int) -> BaseResponse | tuple[str, int
         if target != "new":  # both overwrite what is on the VM's disk now
             _confirmed(vm)
         restore = runs.request_restore(current_user, vm, point, kind, paths=paths,
-                                       target=spec)
+                                       target=spec, disk=request.form.get("disk", "")[:128])
     except runs.RestoreError as exc:
         db.session.rollback()
         if kind == "files":

@@ -132,3 +132,18 @@ def test_cli_exit_codes(app, tmp_path: Path, database_url: str) -> None:
                               env=env)
     assert exported.returncode == 0 and len(json.loads(exported.stdout)["organisations"][0]["resource_groups"][0]
                                             ["vms"]) == 10
+
+
+def test_a_disk_missing_from_the_feed_is_marked_never_dropped(app) -> None:
+    two = feed(("acme", fleet(1)))
+    two["organisations"][0]["resource_groups"][0]["vms"][0]["disks"].append(
+        {"name": "data", "source": "rbd:pool-acme/vm-00-data", "size": 2 << 30})
+    inventory.sync(two, "all", actor="test")
+    inventory.sync(feed(("acme", fleet(1))), "all", actor="test")  # the data disk is no longer listed
+    vm = VM.query.one()
+    assert [(d.name, d.missing_since is not None) for d in vm.disks] == [("data", True), ("root", False)]
+    assert AuditEntry.query.filter_by(action="inventory.disk_missing").count() == 1
+    inventory.sync(two, "all", actor="test")  # listed again: the mark goes
+    db.session.expire_all()
+    assert [d.missing_since for d in VM.query.one().disks] == [None, None]
+    assert AuditEntry.query.filter_by(action="inventory.disk_returned").count() == 1

@@ -239,7 +239,7 @@ def test_compliance_runs_a_fixed_number_of_queries(app, world, fixed_clock) -> N
     finally:
         event.remove(db.engine, "before_cursor_execute", listener)
     assert sum(len(m) for m in misses.values()) >= 30
-    assert len(statements) <= 4, statements
+    assert len(statements) <= 5, statements  # fixed for any number of VMs (one of them: the disks, for coverage)
 
 
 def test_staff_pages_show_empty_states(client, auth, world) -> None:
