@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = '0011_h14b'
+revision = '0011_issue14'
 down_revision = '0010_issue18'
 branch_labels = None
 depends_on = None
