@@ -5,7 +5,7 @@ disk fails rather than back up fewer disks. The catalog records each point's dis
 a JSON list of {name, size}); points made before hold NULL until the next catalog refresh fills them.
 A restore may name one disk of its point (``restores.disk``; empty: every disk).
 
-Revision ID: 0011_h14b
+Revision ID: 0011_issue14
 Revises: 0010_issue18
 Create Date: 2026-12-05 10:00:00
 
