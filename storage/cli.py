@@ -10,8 +10,10 @@ import json
 import logging
 import os
 import shutil
+import signal
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable
 from functools import wraps
@@ -318,6 +320,71 @@ def _copy_out(disk: Any, kind: str, path: str, sink: Any, allow_damaged: bool) -
             shutil.copyfileobj(source, sink, 1024 * 1024)
     else:
         disk.write_tar([path], sink, allow_damaged=allow_damaged)
+
+
+def address_value(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """HOST:PORT on the command line, checked by the engine's parser (so the message is the engine's)."""
+    from .serve import BadAddress, parse_address
+
+    if value is None:
+        return None
+    try:
+        return parse_address(value)
+    except BadAddress as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def wait_for_stop() -> None:
+    """Block until SIGTERM or SIGINT (Ctrl-C)."""
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    while not stop.wait(3600):
+        pass
+
+
+@store.command("serve")
+@click.argument("root")
+@click.argument("vm")
+@click.argument("revision")
+@click.option("--http", "http_address", callback=address_value, is_flag=False, flag_value="127.0.0.1:0",
+              metavar="HOST:PORT",
+              help="Serve over HTTP at HOST:PORT (alone: 127.0.0.1, any free port). The default.")
+@click.option("--nbd", "nbd_address", callback=address_value, is_flag=False, flag_value="127.0.0.1:0",
+              metavar="HOST:PORT",
+              help="Serve over NBD through nbdkit at HOST:PORT (alone: 127.0.0.1, any free port).")
+@click.option("--writable", is_flag=True,
+              help="Let NBD clients write: writes go to a temporary copy-on-write overlay, never the repository.")
+@click.option("--zero-damaged", is_flag=True,
+              help="Answer damaged chunks with zeros (and report them) instead of an I/O error.")
+@click.option("--url-base", metavar="URL", help="The HTTP address clients use (http://name:port), if not HOST:PORT.")
+@wait_option
+@json_option
+@reports_errors
+def serve_command(root: str, vm: str, revision: str, http_address: Any, nbd_address: Any, writable: bool,
+                  zero_damaged: bool, url_base: str | None, wait: float | None, as_json: bool) -> None:
+    """Serve REVISION (or 'latest') of VM as a raw disk until SIGTERM, read-only from verified chunks.
+
+    Prints the URLs once serving (with --json one line: {"http": URL, "nbd": URL}); when stopped, what was
+    served. The URLs carry a random secret: anyone who has one can read the disk. Exit 1 if damage was met.
+    """
+    from .serve import Serving, parse_address
+
+    if writable and nbd_address is None:
+        fail("--writable needs --nbd: HTTP clients cannot write")
+    if http_address is None and nbd_address is None:
+        http_address = parse_address("127.0.0.1:0")
+    with Serving(root, vm, revision, http=http_address, nbd=nbd_address, writable=writable,
+                 zero_damaged=zero_damaged, url_base=url_base, wait=wait) as serving:
+        emit(as_json, serving.urls, "\n".join(f"{kind}: {url}" for kind, url in serving.urls.items()))
+        sys.stdout.flush()
+        wait_for_stop()
+        report = serving.report()
+    damaged = "; ".join(f"{s}-{e}" for s, e in report["damaged"])
+    emit(as_json, {"event": "stopped", **report},
+         f"stopped: served {report['bytes_served']} bytes" + (f"; DAMAGED byte ranges: {damaged}" if damaged else ""))
+    if report["damaged"]:
+        sys.exit(1)
 
 
 token_option = click.option("--token", envvar="LIFEBOAT_TOKEN", required=True,
