@@ -387,6 +387,55 @@ def serve_command(root: str, vm: str, revision: str, http_address: Any, nbd_addr
         sys.exit(1)
 
 
+@store.command("instant-restore")
+@click.argument("root")
+@click.argument("vm")
+@click.argument("revision")
+@click.argument("target")
+@click.option("--listen", "listen", callback=address_value, metavar="HOST:PORT",
+              help="Where to serve the backup point over HTTP while the image hydrates (port 0: any free port).")
+@click.option("--url-base", metavar="URL",
+              help="The address the hypervisors reach that server at (http://name:port), if not --listen's.")
+@click.option("--abort", "abort", is_flag=True, help="Remove an interrupted instant restore's image instead.")
+@wait_option
+@json_option
+@reports_errors
+def instant_restore_command(root: str, vm: str, revision: str, target: str, listen: Any, url_base: str | None,
+                            abort: bool, wait: float | None, as_json: bool) -> None:
+    """Make TARGET (rbd:POOL/IMAGE) usable from REVISION at once, then hydrate it and commit.
+
+    Prints {"event": "ready", ...} the moment the image can be opened, progress while Ceph copies the rest,
+    and a final JSON object (ready_seconds, hydrated_bytes, seconds, damaged). If interrupted, run the same
+    command again to continue. Exit 0 done, 1 damage or a failed hydration, 2 bad input.
+    """
+    from .instant import abort_instant_restore, instant_restore
+
+    if abort:
+        done = abort_instant_restore(root, vm, target)
+        emit(as_json, done, f"aborted the instant restore into {done['image']} (the image is removed)")
+        return
+    if listen is None:
+        fail("--listen HOST:PORT is needed: Ceph and the hypervisors read the backup point from there")
+
+    def show(event: dict[str, Any]) -> None:
+        if as_json:
+            click.echo(json.dumps(event, sort_keys=True))
+        elif event["event"] == "ready":
+            click.echo(f"{event['image']} is usable now ({event['seconds']} s); hydrating from {event['url']}")
+        elif event["event"] == "progress" and sys.stderr.isatty():
+            click.echo(f"\rhydrating: {event['percent']:3d}%", err=True, nl=event["percent"] >= 100)
+        sys.stdout.flush()
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as Ctrl-C does: cleanly, resumable
+    result = instant_restore(root, vm, revision, target, listen=listen, url_base=url_base, events=show, wait=wait)
+    damaged = "; ".join(f"{s}-{e}" for s, e in result.damaged)
+    emit(as_json, result.as_dict(),
+         f"{result.image} hydrated and committed: usable after {result.ready_seconds} s, done after "
+         f"{result.seconds} s" + (f"; DAMAGED byte ranges (zero-filled): {damaged}" if damaged else ""))
+    if result.damaged:
+        sys.exit(1)
+
+
 token_option = click.option("--token", envvar="LIFEBOAT_TOKEN", required=True,
                             help="Bearer token with the export:read scope (or set LIFEBOAT_TOKEN).")
 # Replication imports requests only when it runs, so the other store commands start fast.

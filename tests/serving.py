@@ -94,3 +94,87 @@ def convert_args(source: str) -> list[str]:
 def qemu(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=timeout, check=False,
                           env=dict(os.environ, LANG="C"))
+
+
+class SourceProxy:
+    """An HTTP hop between Ceph and Lifeboat's source that a test can break or hold, as a network would.
+
+    ``broken``: every request gets 503 (the source is unreachable). ``hold_after``: the first N ranged GETs
+    pass, later ones wait until ``release()``, so a test can interrupt a hydration at a known point.
+    """
+
+    def __init__(self, target: str, hold_after: int | None = None) -> None:
+        import http.client
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(target)
+        proxy = self
+        self.broken = False
+        self.hold_after = hold_after
+        self.gets = 0
+        self.gate = threading.Event()
+        self.lock = threading.Lock()
+
+        class Hop(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_HEAD(self) -> None:
+                self.forward()
+
+            def do_GET(self) -> None:
+                with proxy.lock:
+                    proxy.gets += 1
+                    held = proxy.hold_after is not None and proxy.gets > proxy.hold_after
+                if held:
+                    proxy.gate.wait(120)
+                self.forward()
+
+            def forward(self) -> None:
+                if proxy.broken:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                upstream = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+                try:
+                    headers = {"Range": self.headers["Range"]} if self.headers["Range"] else {}
+                    upstream.request(self.command, self.path, headers=headers)
+                    answer = upstream.getresponse()
+                    body = answer.read()
+                    self.send_response(answer.status)
+                    for name in ("Content-Length", "Content-Range", "Accept-Ranges", "Content-Type"):
+                        if answer.getheader(name):
+                            self.send_header(name, answer.getheader(name))
+                    self.end_headers()
+                    if self.command != "HEAD":
+                        self.wfile.write(body)
+                finally:
+                    upstream.close()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Hop)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def release(self) -> None:
+        self.hold_after = None
+        self.gate.set()
+
+    def close(self) -> None:
+        self.release()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

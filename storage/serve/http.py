@@ -59,6 +59,7 @@ class DiskHTTPServer(ThreadingHTTPServer):
         self.secret = secret or new_secret()
         self.disk_path = f"/{self.secret}/{DISK_NAME}"
         self.expires_at = expires_at
+        self.refusing = False
         self.requests = 0
         self._thread: threading.Thread | None = None
         super().__init__((host, port), _DiskHandler)
@@ -83,6 +84,10 @@ class DiskHTTPServer(ThreadingHTTPServer):
         if self.expires_at is not None and time.time() >= self.expires_at:
             return False
         return hmac.compare_digest(path.encode("utf-8", "replace"), self.disk_path.encode())
+
+    def refuse(self) -> None:
+        """Answer 503 from now on: a client copying from us (Ceph's hydration) stops at its next read."""
+        self.refusing = True
 
     def start(self) -> None:
         """Serve in a background thread."""
@@ -127,6 +132,9 @@ class _DiskHandler(BaseHTTPRequestHandler):
         self.server.requests += 1
         if not self.server.admits(self.path):
             self._plain(404, "not found")
+            return
+        if self.server.refusing:
+            self._plain(503, "this source is stopping", {"Retry-After": "30"})
             return
         disk = self.server.disk
         try:
