@@ -194,7 +194,7 @@ def _recorded_address(url: str, listen: Address) -> tuple[str, Address]:
 
 
 def _hydrate(migration: RbdMigration, path: str, serving: Serving, emit: Event) -> None:
-    """Run execute in a thread (so Ctrl-C and SIGTERM still reach Python), report progress, handle failure."""
+    """Hydrate with progress events; on Ctrl-C make the source refuse so librbd stops; abort on failure."""
     disk = serving.disk
     size = disk.size if disk else 0
     last = [-1]
@@ -207,31 +207,67 @@ def _hydrate(migration: RbdMigration, path: str, serving: Serving, emit: Event) 
             emit({"event": "progress", "percent": percent, "done": size * done // total if total else size,
                   "total": size, "bytes_served": disk.bytes_served if disk else 0})
 
+    def stop() -> None:
+        if serving.http is not None:
+            serving.http.refuse()  # librbd's next read fails, execute returns, the image closes cleanly
+
+    try:
+        hydrate(migration, progress, on_interrupt=stop)
+    except InstantRestoreFailed as exc:
+        _after_failure(migration, path, exc)
+
+
+def hydrate(migration: RbdMigration, progress: Callable[[int, int], None], *,
+            on_interrupt: Callable[[], None] | None = None, tick: float = 0.2) -> None:
+    """Run librbd's execute in a thread and call ``progress(done, total)`` (objects) from this one.
+
+    Progress is reported from the calling thread (every ``tick`` seconds when it changed), so it may use
+    what belongs to that thread: a database session, stdout. On Ctrl-C (or SIGTERM turned into it),
+    ``on_interrupt`` is called (it should make the source refuse, so librbd's next read fails), execute is
+    waited for (librados must not shut down under it), and KeyboardInterrupt goes on. A failed execute is
+    InstantRestoreFailed; the caller decides whether to abort.
+    """
     failure: list[BaseException] = []
+    latest: list[tuple[int, int]] = []
     finished = threading.Event()  # not Thread.join: a Ctrl-C inside join can mark a running thread stopped
+
+    def note(done: int, total: int) -> None:
+        latest[:] = [(done, total)]  # librbd's thread: only remember, the caller's thread reports
 
     def run() -> None:
         try:
-            migration.execute(progress)
+            migration.execute(note)
         except BaseException as exc:  # handed to the waiting thread
             failure.append(exc)
         finally:
             finished.set()
 
+    reported: tuple[int, int] | None = None
     worker = threading.Thread(target=run, name="hydrate", daemon=True)
     try:
         worker.start()  # inside the try: a Ctrl-C may land in start() once the thread already runs
-        while not finished.wait(0.2):
-            pass
+        while not finished.wait(tick):
+            if latest and latest[-1] != reported:
+                reported = latest[-1]
+                progress(*reported)
     except KeyboardInterrupt:
-        if serving.http is not None:
-            serving.http.refuse()  # librbd's next read fails, execute returns, the image closes cleanly
-        # librados must not be shut down under a running execute (it aborts the process): wait for it.
+        if on_interrupt is not None:
+            on_interrupt()
         finished.wait(STOP_SECONDS)
         raise
     if failure:
-        _after_failure(migration, path, failure[0])
+        raise failure[0]
     progress(1, 1)  # librbd's last call says 15 of 16 objects
+
+
+def abort_unless_in_use(migration: RbdMigration, why: str) -> InstantRestoreFailed:
+    """After a failed step: abort (removing the image) unless a client has it open; the error to raise."""
+    target = str(migration.spec)
+    if migration.watchers():
+        return InstantRestoreFailed(target, f"{why}; the image is in use and stays usable while a source serves "
+                                            "it: run the same restore again to resume, or abort it")
+    migration.abort()
+    return InstantRestoreFailed(target, f"{why}; the migration was aborted and the image removed")
 
 
 def _or_abort(migration: RbdMigration, path: str, step: Callable[[], None]) -> None:
@@ -244,14 +280,11 @@ def _or_abort(migration: RbdMigration, path: str, step: Callable[[], None]) -> N
 
 def _after_failure(migration: RbdMigration, path: str, error: BaseException) -> None:
     """Abort (removing the image and its record) unless somebody uses it; then it stays for a resume."""
-    target = str(migration.spec)
     why = error.reason if isinstance(error, InstantRestoreFailed) else str(error)
-    if migration.watchers():
-        raise InstantRestoreFailed(target, f"{why}; the image is in use and stays usable while a source serves "
-                                           "it: run the same command again to resume, or --abort to remove it")
-    migration.abort()
-    os.unlink(path)
-    raise InstantRestoreFailed(target, f"{why}; the migration was aborted and the image removed")
+    failed = abort_unless_in_use(migration, why)
+    if not migration.exists():
+        os.unlink(path)
+    raise failed
 
 
 def abort_instant_restore(root: str, vm: str, target_spec: str) -> dict[str, Any]:

@@ -6,9 +6,8 @@ server is enough: the work is reading and hashing chunks, which drops the GIL. N
 ``/<secret>/disk.raw`` is answered (404 otherwise, also after ``expires_at``), the secret is 256 random bits,
 and the default address is loopback.
 
-A body is made only of verified chunks. The first ``PREVERIFY_BYTES`` of an answer are read and checked
-before the status line goes out, so damage there is a clean ``500`` naming the byte range; damage further into
-a long answer ends the connection early, so the client sees a short read (an error), never wrong bytes.
+A body is made only of verified chunks (see ``answer``): damage is a clean ``500`` naming the byte range, or,
+past the verified start of a long answer, a connection ended early (a short read), never wrong bytes.
 """
 
 from __future__ import annotations
@@ -23,11 +22,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..stream import DamagedRange
-from .byteranges import RangeNotSatisfiable, content_range, parse_range, unsatisfied_range
+from .answer import Answer, answer, plain
 from .disk import ServedDisk
 
-#: how much of an answer is verified before its headers are sent (Ceph and QEMU ask for at most 4 MiB)
-PREVERIFY_BYTES = 16 << 20
 #: seconds an idle keep-alive connection is kept
 IDLE_TIMEOUT = 300
 DISK_NAME = "disk.raw"
@@ -119,9 +116,9 @@ class _DiskHandler(BaseHTTPRequestHandler):
 
     def _refuse(self) -> None:
         if self.server.admits(self.path):
-            self._plain(405, "only GET and HEAD are answered", {"Allow": "GET, HEAD"})
+            self._send(answer(self.server.disk, self.command, None))  # 405
         else:
-            self._plain(404, "not found")
+            self._send(plain(404, "not found"))
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse
 
@@ -131,56 +128,23 @@ class _DiskHandler(BaseHTTPRequestHandler):
     def _answer(self, *, body: bool) -> None:
         self.server.requests += 1
         if not self.server.admits(self.path):
-            self._plain(404, "not found")
-            return
-        if self.server.refusing:
-            self._plain(503, "this source is stopping", {"Retry-After": "30"})
-            return
-        disk = self.server.disk
-        try:
-            span = parse_range(self.headers.get("Range"), disk.size)
-        except RangeNotSatisfiable as exc:
-            self._plain(416, str(exc), {"Content-Range": unsatisfied_range(disk.size)})
-            return
-        start, end = span if span is not None else (0, disk.size)
-        pieces = disk.pieces(start, end) if body else iter(())
-        ready: list[memoryview] = []
-        try:
-            verified = 0
-            for piece in pieces:
-                ready.append(piece)
-                verified += len(piece)
-                if verified >= PREVERIFY_BYTES:
-                    break
-        except DamagedRange as exc:
-            self._plain(500, str(exc))
-            return
-        self.send_response(206 if span is not None else 200)
-        self.send_header("Accept-Ranges", "bytes")
-        self.send_header("Content-Type", "application/octet-stream")
-        self.send_header("Content-Length", str(end - start))
-        self.send_header("ETag", f'"{disk.revision.id}"')  # a revision never changes
-        self.send_header("Cache-Control", "no-store")
-        if span is not None:
-            self.send_header("Content-Range", content_range(span, disk.size))
+            self._send(plain(404, "not found"))
+        elif self.server.refusing:
+            self._send(plain(503, "this source is stopping", {"Retry-After": "30"}))
+        else:
+            self._send(answer(self.server.disk, self.command, self.headers.get("Range")))
+
+    def _send(self, reply: Answer) -> None:
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
         self.end_headers()
+        if self.command == "HEAD":
+            return
         try:
-            for piece in ready:
-                self.wfile.write(piece)
-            for piece in pieces:
+            for piece in reply.body:
                 self.wfile.write(piece)
         except DamagedRange:
             self.close_connection = True  # a short body: the client sees an error, never wrong bytes
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-
-    def _plain(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        data = (message + "\n").encode()
-        self.send_response(status)
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.send_header("Content-Type", "text/plain; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(data)
