@@ -42,7 +42,7 @@ def restore_json(restore: Restore, *, with_position: bool = True) -> dict[str, A
         "progress": restore.progress, "bytes_done": restore.bytes_done, "bytes_total": restore.bytes_total,
         "eta_seconds": round(eta.seconds_left, 1) if eta and eta.seconds_left is not None else None,
         "error": restore.error, "report": dict(restore.report or {}), "created_at": restore.created_at,
-        "started_at": restore.started_at, "finished_at": restore.finished_at,
+        "started_at": restore.started_at, "finished_at": restore.finished_at, "usable_at": restore.usable_at,
         "download": url_for("api_restores.RestoreDownload", id=restore.id) if downloadable else None,
     }
 
@@ -82,7 +82,8 @@ class VMRestores(MethodView):
     @blp.response(202, s.RestoreSchema)
     @blp.alt_response(422, schema=ErrorSchema, description="the request cannot be accepted (why in `message`)")
     def post(self, body: dict[str, Any], vm: int) -> dict[str, Any]:
-        """Queue a full restore (to a new image) or a file restore of `paths` from backup point `backup`."""
+        """Queue a full restore (to a new image), a file restore of `paths`, or an instant restore (RBD disks: a
+        new image usable at once, hydrated in the background) from backup point `backup`."""
         target, point = get_point(vm, body["backup"])
         try:
             restore = runs.request_restore(current_user(), target, point, body["kind"], paths=body["paths"],

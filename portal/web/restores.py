@@ -16,7 +16,7 @@ from storage.errors import StorageError
 from ..extensions import db
 from ..models import VM, Restore
 from ..services import access, runs, selection
-from ..services.eta import estimate, finished_in
+from ..services.eta import estimate, finished_in, hydration_of
 from . import bp
 
 MAX_LISTING = 2000
@@ -159,7 +159,8 @@ def restore_detail(restore_id: int) -> str:
                 and restore.state in ("done", "failed")
                 and runs.may_restore_in_place(current_user))  # type: ignore[arg-type]
     return render_template(template, restore=restore, eta=estimate(restore), elapsed=finished_in(restore),
-                           partial=request.headers.get("HX-Request") == "true", can_undo=can_undo)
+                           partial=request.headers.get("HX-Request") == "true", can_undo=can_undo,
+                           hydration=hydration_of(restore))
 
 
 @bp.route("/restores/<int:restore_id>/cancel", methods=["POST"])

@@ -10,10 +10,8 @@ import json
 import random
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +23,7 @@ from storage.serve import Address
 from storage.targets.migration import InstantRestoreFailed
 from tests import images
 from tests.conftest import LIFEBOAT
-from tests.serving import SourceProxy, backed_up_disk, chunk_file, data_chunks, free_port
+from tests.serving import SourceProxy, backed_up_disk, chunk_file, data_chunks, free_port, wait_until
 
 if TYPE_CHECKING:
     from conftest import Ceph
@@ -58,19 +56,13 @@ def read_ranges(ceph: Ceph, name: str, ranges: list[tuple[int, int]]) -> list[by
         cluster.shutdown()
 
 
-def wait_until(condition: Callable[[], bool], seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        assert time.monotonic() < deadline, "gave up waiting"
-        time.sleep(0.02)
-
-
 def source_status(url: str) -> int:
     request = urllib.request.Request(url, method="HEAD")
     try:
         with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - a test's own URL
             return int(answer.status)
     except urllib.error.HTTPError as exc:
+        exc.close()
         return exc.code
     except OSError:
         return -1  # nothing answers any more
