@@ -9,6 +9,7 @@ In place (target ``{"type": "in_place"}``): under the same hold of the VM lock, 
 disk as it is now (tagged ``safety``, protected, recorded on the row and in the catalog), then the point over
 the original disk. A retried job keeps the safety backup it already took. Undo restores the safety point.
 File restores with target ``{"type": "in_vm"}`` put the files back into the VM's disk (``jobs.into_disk``).
+Instant restores (kind ``instant``, RBD only) make a new image usable at once and hydrate it (``jobs.instant``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from storage.files import archive
 from storage.repository import Repository
 from storage.restore import restore
 
-from . import into_disk, safety
+from . import instant, into_disk, safety
 from .context import ProgressWriter, app_context, mark_finished, mark_started, vm_lock
 
 
@@ -43,7 +44,9 @@ def run_restore(restore_id: int) -> str:
                 db.session.commit()
 
             with vm_lock(row.vm_id, on_wait=waiting):
-                if row.kind == "full":
+                if row.kind == "instant":
+                    instant.run(row, flask_app.config)
+                elif row.kind == "full":
                     _full(row, flask_app.config)
                 else:
                     _files(row, flask_app.config)
@@ -51,6 +54,11 @@ def run_restore(restore_id: int) -> str:
             notify.event("restore.finished", row.vm.organisation, vm=row.vm, restore=row.id, kind=row.kind)
             disaster.close_if_finished(row.id)  # the last restore of a disaster run ends it
             return row.output_path
+        except instant.HydrationInterrupted as exc:
+            db.session.rollback()
+            row.phase, row.error = "usable; hydration to be resumed", str(exc)[:2000]
+            db.session.commit()  # still running: the reconciler queues the job again, which resumes
+            raise
         except Exception as exc:
             db.session.rollback()
             mark_finished(row, "failed", str(exc))

@@ -57,6 +57,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .web.notifications import bp as notifications_bp
 
     app.register_blueprint(notifications_bp)
+    from .web.instant import bp as instant_bp
+
+    app.register_blueprint(instant_bp)  # /instant/<secret>/disk.raw: the source of instant restores
     from .web.errors import register_error_handlers
 
     register_error_handlers(app)

@@ -39,6 +39,10 @@ DEFAULTS: dict[str, Any] = {
     # name -> shell command, set by the operator, e.g. {"fsfreeze": "virsh domfsfreeze $VM"}
     "HOOK_COMMANDS": {},
     "RESTORE_ROOT": "",  # empty: VAR/restores
+    # Instant restores into RBD: the portal's address as the hypervisors (and the workers) reach it, e.g.
+    # http://backup.example.net:5000; the web app serves the backup point there while the image hydrates.
+    # Empty: instant restores are refused with that reason.
+    "INSTANT_SOURCE_URL": "",
     # The most file data one download of a selection streams (bytes; 0: no limit): a sparse file can claim terabytes.
     "DOWNLOAD_MAX_BYTES": 16 * 1024**3,
     # Each worker writes a restore at most this fast (MiB/s; 0 = no limit), to leave the storage network room.

@@ -12,6 +12,11 @@ command -v mcopy >/dev/null 2>&1 || missing+=(mtools)
 command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || missing+=(xfsprogs)
 command -v mkfs.btrfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.btrfs ] || missing+=(btrfs-progs)
 command -v mkfs.ntfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.ntfs ] || missing+=(ntfs-3g)
+# Serving a backup point as a disk: qemu-img/qemu-io (with the curl driver) as clients, nbdkit for NBD.
+command -v qemu-img >/dev/null 2>&1 || missing+=(qemu-utils)
+compgen -G "/usr/lib/*/qemu/block-curl.so" >/dev/null || missing+=(qemu-block-extra)
+command -v nbdkit >/dev/null 2>&1 || missing+=(nbdkit)
+compgen -G "/usr/lib/*/nbdkit/plugins/nbdkit-python-plugin.so" >/dev/null || missing+=(nbdkit-plugin-python)
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -10,8 +10,10 @@ import json
 import logging
 import os
 import shutil
+import signal
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable
 from functools import wraps
@@ -352,6 +354,120 @@ def _copy_out(disk: Any, kind: str, path: str, sink: Any, allow_damaged: bool) -
         from .files import archive
 
         archive.write_tar(disk, [path], sink, allow_damaged=allow_damaged)
+
+
+def address_value(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """HOST:PORT on the command line, checked by the engine's parser (so the message is the engine's)."""
+    from .serve import BadAddress, parse_address
+
+    if value is None:
+        return None
+    try:
+        return parse_address(value)
+    except BadAddress as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def wait_for_stop() -> None:
+    """Block until SIGTERM or SIGINT (Ctrl-C)."""
+    stop = threading.Event()
+    for number in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(number, lambda *_: stop.set())
+    while not stop.wait(3600):
+        pass
+
+
+@store.command("serve")
+@click.argument("root")
+@click.argument("vm")
+@click.argument("revision")
+@click.option("--http", "http_address", callback=address_value, is_flag=False, flag_value="127.0.0.1:0",
+              metavar="HOST:PORT",
+              help="Serve over HTTP at HOST:PORT (alone: 127.0.0.1, any free port). The default.")
+@click.option("--nbd", "nbd_address", callback=address_value, is_flag=False, flag_value="127.0.0.1:0",
+              metavar="HOST:PORT",
+              help="Serve over NBD through nbdkit at HOST:PORT (alone: 127.0.0.1, any free port).")
+@click.option("--writable", is_flag=True,
+              help="Let NBD clients write: writes go to a temporary copy-on-write overlay, never the repository.")
+@click.option("--zero-damaged", is_flag=True,
+              help="Answer damaged chunks with zeros (and report them) instead of an I/O error.")
+@click.option("--url-base", metavar="URL", help="The HTTP address clients use (http://name:port), if not HOST:PORT.")
+@wait_option
+@json_option
+@reports_errors
+def serve_command(root: str, vm: str, revision: str, http_address: Any, nbd_address: Any, writable: bool,
+                  zero_damaged: bool, url_base: str | None, wait: float | None, as_json: bool) -> None:
+    """Serve REVISION (or 'latest') of VM as a raw disk until SIGTERM, read-only from verified chunks.
+
+    Prints the URLs once serving (with --json one line: {"http": URL, "nbd": URL}); when stopped, what was
+    served. The URLs carry a random secret: anyone who has one can read the disk. Exit 1 if damage was met.
+    """
+    from .serve import Serving, parse_address
+
+    if writable and nbd_address is None:
+        fail("--writable needs --nbd: HTTP clients cannot write")
+    if http_address is None and nbd_address is None:
+        http_address = parse_address("127.0.0.1:0")
+    with Serving(root, vm, revision, http=http_address, nbd=nbd_address, writable=writable,
+                 zero_damaged=zero_damaged, url_base=url_base, wait=wait) as serving:
+        emit(as_json, serving.urls, "\n".join(f"{kind}: {url}" for kind, url in serving.urls.items()))
+        sys.stdout.flush()
+        wait_for_stop()
+        report = serving.report()
+    damaged = "; ".join(f"{s}-{e}" for s, e in report["damaged"])
+    emit(as_json, {"event": "stopped", **report},
+         f"stopped: served {report['bytes_served']} bytes" + (f"; DAMAGED byte ranges: {damaged}" if damaged else ""))
+    if report["damaged"]:
+        sys.exit(1)
+
+
+@store.command("instant-restore")
+@click.argument("root")
+@click.argument("vm")
+@click.argument("revision")
+@click.argument("target")
+@click.option("--listen", "listen", callback=address_value, metavar="HOST:PORT",
+              help="Where to serve the backup point over HTTP while the image hydrates (port 0: any free port).")
+@click.option("--url-base", metavar="URL",
+              help="The address the hypervisors reach that server at (http://name:port), if not --listen's.")
+@click.option("--abort", "abort", is_flag=True, help="Remove an interrupted instant restore's image instead.")
+@wait_option
+@json_option
+@reports_errors
+def instant_restore_command(root: str, vm: str, revision: str, target: str, listen: Any, url_base: str | None,
+                            abort: bool, wait: float | None, as_json: bool) -> None:
+    """Make TARGET (rbd:POOL/IMAGE) usable from REVISION at once, then hydrate it and commit.
+
+    Prints {"event": "ready", ...} the moment the image can be opened, progress while Ceph copies the rest,
+    and a final JSON object (ready_seconds, hydrated_bytes, seconds, damaged). If interrupted, run the same
+    command again to continue. Exit 0 done, 1 damage or a failed hydration, 2 bad input.
+    """
+    from .instant import abort_instant_restore, instant_restore
+
+    if abort:
+        done = abort_instant_restore(root, vm, target)
+        emit(as_json, done, f"aborted the instant restore into {done['image']} (the image is removed)")
+        return
+    if listen is None:
+        fail("--listen HOST:PORT is needed: Ceph and the hypervisors read the backup point from there")
+
+    def show(event: dict[str, Any]) -> None:
+        if as_json:
+            click.echo(json.dumps(event, sort_keys=True))
+        elif event["event"] == "ready":
+            click.echo(f"{event['image']} is usable now ({event['seconds']} s); hydrating from {event['url']}")
+        elif event["event"] == "progress" and sys.stderr.isatty():
+            click.echo(f"\rhydrating: {event['percent']:3d}%", err=True, nl=event["percent"] >= 100)
+        sys.stdout.flush()
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as Ctrl-C does: cleanly, resumable
+    result = instant_restore(root, vm, revision, target, listen=listen, url_base=url_base, events=show, wait=wait)
+    damaged = "; ".join(f"{s}-{e}" for s, e in result.damaged)
+    emit(as_json, result.as_dict(),
+         f"{result.image} hydrated and committed: usable after {result.ready_seconds} s, done after "
+         f"{result.seconds} s" + (f"; DAMAGED byte ranges (zero-filled): {damaged}" if damaged else ""))
+    if result.damaged:
+        sys.exit(1)
 
 
 token_option = click.option("--token", envvar="LIFEBOAT_TOKEN", required=True,

@@ -97,7 +97,7 @@ class RevisionStream(io.RawIOBase):
         position = offset
         while position < end:
             index = position // chunk_size
-            block = self._block(index)
+            block = self.block(index)
             inner = position - index * chunk_size
             piece = block[inner : inner + (end - position)]
             parts.append(piece)
@@ -108,7 +108,8 @@ class RevisionStream(io.RawIOBase):
         """Damaged ranges (found so far) that overlap ``[start, end)``."""
         return [(max(s, start), min(e, end)) for s, e in self.damaged if s < end and e > start]
 
-    def _block(self, index: int) -> bytes:
+    def block(self, index: int) -> bytes:
+        """The verified bytes of chunk ``index`` (zeros for a zero chunk), from the cache when there."""
         with self._lock:
             cached = self._cache.get(index)
             if cached is not None:
@@ -121,6 +122,8 @@ class RevisionStream(io.RawIOBase):
         else:
             try:
                 block = self.repo.read_chunk(chunk)
+                if len(block) != end - start:
+                    raise ChunkDamaged(chunk, "length does not match the manifest")
                 self.chunks_fetched += 1
             except ChunkDamaged as exc:
                 if self.on_damage == "raise":

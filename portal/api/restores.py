@@ -43,7 +43,7 @@ def restore_json(restore: Restore, *, with_position: bool = True) -> dict[str, A
         "progress": restore.progress, "bytes_done": restore.bytes_done, "bytes_total": restore.bytes_total,
         "eta_seconds": round(eta.seconds_left, 1) if eta and eta.seconds_left is not None else None,
         "error": restore.error, "report": dict(restore.report or {}), "created_at": restore.created_at,
-        "started_at": restore.started_at, "finished_at": restore.finished_at,
+        "started_at": restore.started_at, "finished_at": restore.finished_at, "usable_at": restore.usable_at,
         "download": url_for("api_restores.RestoreDownload", id=restore.id) if downloadable else None,
     }
 
@@ -85,7 +85,8 @@ class VMRestores(MethodView):
     @blp.alt_response(409, schema=ErrorSchema, description="the backup point is scheduled for deletion "
                                                            "(`deletion_pending`): undo it first")
     def post(self, body: dict[str, Any], vm: int) -> dict[str, Any]:
-        """Queue a full restore (to a new image) or a file restore of `paths` from backup point `backup`."""
+        """Queue a full restore (to a new image), a file restore of `paths`, or an instant restore (RBD disks: a
+        new image usable at once, hydrated in the background) from backup point `backup`."""
         target, point = get_point(vm, body["backup"])
         # a RestoreError answers 422 restore_refused (409 deletion_pending, 403 forbidden)
         restore = runs.request_restore(current_user(), target, point, body["kind"], paths=body["paths"],

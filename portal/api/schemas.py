@@ -173,7 +173,9 @@ class TargetSchema(Strict):
 class RestoreRequestSchema(Strict):
     backup = f.Integer(required=True, strict=True, validate=v.Range(min=1, max=2**31 - 1),
                        metadata={"description": "the backup point's id"})
-    kind = f.String(required=True, validate=v.OneOf(("full", "files")))
+    kind = f.String(required=True, validate=v.OneOf(("full", "files", "instant")),
+                    metadata={"description": "`full`: a copy; `files`: an archive of `paths`; `instant` (RBD disks): "
+                                             "a new image usable at once, hydrated in the background"})
     paths = f.List(f.String(validate=v.Length(min=1, max=4096)), load_default=list,
                    validate=v.Length(max=1000), metadata={"description": "absolute paths (kind `files`)"})
     target = f.Nested(TargetSchema, load_default=lambda: {"type": "new"})
@@ -208,6 +210,8 @@ class RestoreSchema(ma.Schema):
     created_at = UTCDateTime()
     started_at = UTCDateTime(allow_none=True)
     finished_at = UTCDateTime(allow_none=True)
+    usable_at = UTCDateTime(allow_none=True, metadata={"description": "instant restores: when the new image could "
+                                                                      "first be opened (a VM could start from it)"})
     download = f.String(allow_none=True, metadata={"description": "URL of the archive a finished file restore made "
                                                                   "(null for files put back into the VM's disk)"})
 

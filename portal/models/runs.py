@@ -57,7 +57,7 @@ class Restore(JobRow, db.Model):  # type: ignore[name-defined,misc]
     id: Mapped[int] = mapped_column(primary_key=True)
     vm_id: Mapped[int] = mapped_column(ForeignKey("vms.id"), index=True)
     backup_point_id: Mapped[int] = mapped_column(ForeignKey("backup_points.id"))
-    kind: Mapped[str] = mapped_column(String(8))  # full | files
+    kind: Mapped[str] = mapped_column(String(8))  # full | files | instant
     paths: Mapped[list[str]] = mapped_column(JSON, default=list)
     target: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     priority_class: Mapped[str] = mapped_column(String(16), default="normal")
@@ -71,6 +71,11 @@ class Restore(JobRow, db.Model):  # type: ignore[name-defined,misc]
     safety_revision: Mapped[str] = mapped_column(String(64), default="")
     safety_point_id: Mapped[int | None] = mapped_column(ForeignKey("backup_points.id", ondelete="SET NULL"))
     disk: Mapped[str] = mapped_column(String(128), default="")  # one disk of the point; empty: every disk
+
+    # Instant restores into RBD: when the new image could first be opened (a VM could start from it), and the
+    # secret in the URL of the HTTP source the web app serves it from until it is hydrated (never shown).
+    usable_at: Mapped[datetime | None] = mapped_column(DateTime)
+    source_secret: Mapped[str] = mapped_column(String(64), default="", index=True)
 
     vm: Mapped[VM] = relationship()
     backup_point: Mapped[BackupPoint] = relationship(foreign_keys=[backup_point_id])

@@ -128,3 +128,19 @@ def finished_in(restore: Restore) -> float | None:
     if restore.started_at:
         return (clock.now() - restore.started_at).total_seconds()
     return None
+
+
+@dataclass(frozen=True)
+class Hydration:
+    bytes_per_second: float
+    seconds_left: float | None
+
+
+def hydration_of(restore: Restore) -> Hydration | None:
+    """Throughput and time left of an instant restore's hydration, measured since the image became usable."""
+    if restore.kind != "instant" or restore.usable_at is None or restore.state != RUNNING or not restore.bytes_done:
+        return None
+    seconds = max((clock.now() - restore.usable_at).total_seconds(), 0.001)
+    rate = restore.bytes_done / seconds
+    left = max(restore.bytes_total - restore.bytes_done, 0) / rate if rate > 0 else None
+    return Hydration(rate, left)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 from typing import Any
+
+from flask import current_app
 
 from ..errors import DomainError
 from ..extensions import db
@@ -12,6 +15,8 @@ from ..models import VM, BackupPoint, BackupRun, Restore, User
 from ..models.runs import ACTIVE_STATES, CANCELLED, DONE, FAILED, QUEUED
 from . import audit, deletions, disaster_end, notify, queue
 from .priority import priority_of
+
+KINDS = ("full", "files", "instant")
 
 
 class RestoreError(DomainError, ValueError):
@@ -48,14 +53,16 @@ def request_backup(vm: VM, actor: User | str = "system:scheduler") -> BackupRun:
 
 def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: list[str] | None = None,
                     target: dict[str, Any] | None = None, disk: str = "") -> Restore:
-    if kind not in ("full", "files"):
-        raise RestoreError("kind must be 'full' or 'files'")
+    if kind not in KINDS:
+        raise RestoreError("kind must be 'full', 'files' or 'instant'")
     if point.vm_id != vm.id:
         raise RestoreError("that backup point is not available")
     if point.pending_deletion:
         raise PointPendingDeletion(deletions.pending_message(point))
     if disk and point.disks is not None and disk not in point.disk_names:
         raise RestoreError(f"that backup point has no disk {disk!r} (it has {', '.join(point.disk_names)})")
+    if kind == "instant":
+        check_instant(vm, target or {})
     if (target or {}).get("type") == "in_place":
         check_in_place(actor, vm, kind)
     if (target or {}).get("type") == "in_vm":
@@ -68,7 +75,8 @@ def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: l
     priority = priority_of(vm)
     restore = Restore(vm_id=vm.id, backup_point_id=point.id, kind=kind, paths=paths or [],
                       target=target or {"type": "new"}, priority_class=priority.klass,
-                      priority_reason=priority.reason, requested_by_id=actor.id, state=QUEUED, disk=disk)
+                      priority_reason=priority.reason, requested_by_id=actor.id, state=QUEUED, disk=disk,
+                      source_secret=secrets.token_urlsafe(32) if kind == "instant" else "")
     db.session.add(restore)
     db.session.flush()
     restore.job_id = f"restore-{restore.id}"
@@ -80,6 +88,25 @@ def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: l
                   job_id=restore.job_id)
     notify.event("restore.queued", vm.organisation, vm=vm, restore=restore.id, kind=kind, priority=priority.klass)
     return restore
+
+
+def check_instant(vm: VM, target: dict[str, Any]) -> None:
+    """Refuse an instant restore that cannot happen here, before any row is written.
+
+    It needs a VM on an RBD image (Ceph's import-only live migration makes the new image), a new image as the
+    target, and INSTANT_SOURCE_URL: the address at which the hypervisors reach the web app that serves the
+    backup point until the image is hydrated.
+    """
+    if not vm.disks or not vm.disks[0].source.startswith("rbd:"):
+        raise RestoreError("an instant restore needs a VM whose disk is a Ceph RBD image; choose a full restore")
+    if len(vm.disks) > 1:
+        raise RestoreError("an instant restore of a VM with several disks is not supported yet; choose a full "
+                           "restore")
+    if target.get("type", "new") != "new":
+        raise RestoreError("an instant restore makes a new image beside the original; it cannot go in place")
+    if not current_app.config.get("INSTANT_SOURCE_URL"):
+        raise RestoreError("instant restores are not set up here (the operator sets INSTANT_SOURCE_URL, the "
+                           "portal's address as the hypervisors reach it); choose a full restore")
 
 
 PARTITION_PATH = re.compile(r'^/p[0-9]+(/[^/"\\\n\r]+)*/?\Z')

@@ -14,7 +14,7 @@ from ..auth.guards import login_required
 from ..extensions import db
 from ..models import VM, BackupPoint, Restore
 from ..services import access, runs
-from ..services.eta import estimate, finished_in
+from ..services.eta import estimate, finished_in, hydration_of
 from . import bp
 from .browse import point_of, refused
 from .htmx import is_htmx
@@ -114,7 +114,7 @@ def restore_detail(restore_id: int) -> str:
                 and restore.state in ("done", "failed")
                 and runs.may_restore_in_place(current_user))
     return render_template(template, restore=restore, eta=estimate(restore), elapsed=finished_in(restore),
-                           partial=is_htmx(), can_undo=can_undo)
+                           partial=is_htmx(), can_undo=can_undo, hydration=hydration_of(restore))
 
 
 @bp.route("/restores/<int:restore_id>/cancel", methods=["POST"])

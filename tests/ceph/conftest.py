@@ -122,6 +122,11 @@ class Ceph:
             with cluster.open_ioctx(self.pool) as ioctx:
                 for name in rbd.RBD().list(ioctx):
                     if name.startswith(prefix):
+                        try:
+                            rbd.RBD().migration_abort(ioctx, name)  # an unfinished instant restore
+                            continue
+                        except rbd.Error:
+                            pass  # not migrating
                         with rbd.Image(ioctx, name) as img:
                             for snap in list(img.list_snaps()):
                                 if img.is_protected_snap(snap["name"]):

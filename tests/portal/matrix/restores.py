@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import Case, signed_in
+from . import Case, everyone, signed_in
 
 
 def _files(w: dict, point: str, suffix: str = "files") -> str:
@@ -10,7 +10,16 @@ def _files(w: dict, point: str, suffix: str = "files") -> str:
     return f"/vms/{w[vm].id}/backups/{w[point].id}/{suffix}"
 
 
+SECRET = "x" * 43  # the length of a real source secret: no restore has it
+
 ROUTES = {
+    # The HTTP source of instant restores: the secret is the only key, whoever asks; none is known here.
+    "instant.source": [
+        Case("GET", lambda w: f"/instant/{SECRET}/disk.raw", everyone(404)),
+        Case("HEAD", lambda w: f"/instant/{SECRET}/disk.raw", everyone(404)),
+        Case("GET", lambda w: "/instant/short/disk.raw", everyone(404)),
+        Case("POST", lambda w: f"/instant/{SECRET}/disk.raw", everyone(405)),
+    ],
     # The catalog rows of the matrix world have no repository behind them: allowed roles get a clear 422.
     "web.browse": [
         Case("GET", lambda w: _files(w, "acme_point"), signed_in(422, globex_admin=404)),
@@ -34,6 +43,8 @@ ROUTES = {
         Case("POST", lambda w: _files(w, "acme_point", "restore"),
              signed_in(422, acme_member=403, manager=403, globex_admin=404),
              data=lambda w: {"kind": "full", "target": "in_place", "confirm": "not the name"}),
+        Case("POST", lambda w: _files(w, "acme_point", "restore"),  # instant: not set up (no INSTANT_SOURCE_URL)
+             signed_in(422, globex_admin=404), data=lambda w: {"kind": "instant"}),
         Case("POST", lambda w: _files(w, "acme_point", "restore"),  # files back into an rbd disk: refused
              signed_in(422, acme_member=403, manager=403, globex_admin=404),
              data=lambda w: {"kind": "files", "path": "/p1/etc", "target": "in_vm", "confirm": "web-1"}),

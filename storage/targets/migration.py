@@ -1,0 +1,152 @@
+"""An RBD image's import-only live migration (Ceph Pacific and later), through librbd's migration calls.
+
+This is the target side of an instant restore (``storage.instant``): ``prepare`` creates an image whose
+unhydrated ranges every client reads from an HTTP source, ``execute`` copies the rest, ``commit`` ends the
+dependency on the source, ``abort`` removes the image (and works without the source).
+
+While a migration is prepared or executing, librbd opens the source to open the image at all, even for
+``migration_status``: with the source down the image cannot be opened. So whoever resumes must know the source
+URL without asking the image: ``storage.instant`` keeps it in the repository's restore state.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from contextlib import ExitStack
+from types import TracebackType
+from typing import Any
+
+from storage.errors import BadTarget, StorageError
+from storage.manifest import Range
+from storage.sources.rbd import RbdSpec, connect, load_bindings
+from storage.targets.rbd import parse_target_spec
+
+SPARSIFY_BYTES = 4 << 20  # deallocate whole all-zero 4 MiB objects
+PROBE_BYTES = 512
+
+
+class InstantRestoreFailed(StorageError):
+    """instant restore into {} failed: {}"""
+
+    exit_code = 1
+
+    @property
+    def reason(self) -> str:
+        return str(self.args_[1])
+
+
+class RbdMigration:
+    """One image's import-only migration, through librbd's migration calls; use as a context manager."""
+
+    def __init__(self, target_spec: str) -> None:
+        self.spec: RbdSpec = parse_target_spec(target_spec)
+        self.name = self.spec.image
+        self._fail = lambda message: BadTarget(str(self.spec), message)
+        self._rbd = load_bindings(self._fail)[1]
+        self._stack = ExitStack()
+        self.ioctx: Any = None
+
+    def __enter__(self) -> RbdMigration:
+        self.ioctx = self._stack.enter_context(connect(self.spec, self._fail))
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self._stack.__exit__(kind, error, trace)
+
+    # --- what is there
+
+    def exists(self) -> bool:
+        return self.name in self._rbd.RBD().list(self.ioctx)
+
+    def state(self) -> str | None:
+        """``prepared``, ``executing``, ``executed``…; None when the image is absent or not migrating."""
+        try:
+            status = self._rbd.RBD().migration_status(self.ioctx, self.name)
+        except (self._rbd.ImageNotFound, self._rbd.InvalidArgument):
+            return None
+        except self._rbd.Error as exc:  # the source cannot be reached
+            raise InstantRestoreFailed(str(self.spec), f"status: {' '.join(str(exc).split())}") from None
+        names = {getattr(self._rbd, f"RBD_IMAGE_MIGRATION_STATE_{name.upper()}", None): name
+                 for name in ("preparing", "prepared", "executing", "executed", "aborting", "error")}
+        return names.get(status["state"], "unknown")
+
+    def watchers(self) -> int:
+        """How many clients have the image open (a running VM is one), asked of its header object.
+
+        Not through librbd: opening an unfinished import opens its source, and the question matters most
+        when the source is gone. The python-rados binding cannot list watchers; the ``rados`` CLI can.
+        """
+        ids = {entry["name"]: entry["id"] for entry in self._rbd.RBD().list2(self.ioctx)}
+        if self.name not in ids:
+            return 0
+        try:
+            done = subprocess.run(["rados", "-p", self.spec.pool, "listwatchers", f"rbd_header.{ids[self.name]}"],
+                                  capture_output=True, text=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise InstantRestoreFailed(str(self.spec), f"cannot ask who uses the image: {exc}") from None
+        if done.returncode != 0:
+            raise InstantRestoreFailed(str(self.spec), f"cannot ask who uses the image: {done.stderr.strip()}")
+        return sum(1 for line in done.stdout.splitlines() if line.startswith("watcher="))
+
+    # --- the steps
+
+    def prepare(self, url: str, zero_ranges: list[Range]) -> None:
+        """Create the image reading from ``url``; write ``zero_ranges`` as zeros so they are never fetched."""
+        spec = json.dumps({"type": "raw", "stream": {"type": "http", "url": url}})
+        self._call("prepare", lambda: self._rbd.RBD().migration_prepare_import(spec, self.ioctx, self.name))
+        try:
+            with self._rbd.Image(self.ioctx, self.name) as image:
+                for start, end in zero_ranges:
+                    image.write_zeroes(start, end - start)
+                image.flush()
+        except BaseException:
+            self.abort()  # nobody has seen the image yet: take it back rather than leave it half made
+            raise
+
+    def probe(self) -> None:
+        """Open the image and read its first sector, as a VM booting from it would."""
+        def read() -> None:
+            with self._rbd.Image(self.ioctx, self.name, read_only=True) as image:
+                image.read(0, min(PROBE_BYTES, int(image.size())))
+        self._call("open", read)
+
+    def execute(self, progress: Callable[[int, int], None] | None = None) -> None:
+        """Hydrate: copy every object not yet copied from the source (blocks until done)."""
+        def on_progress(done: int, total: int) -> int:
+            # librbd calls this from its own thread and would print (then ignore) an exception: progress
+            # reporting must never get in the way of the copy, so a failing reporter is ignored quietly.
+            if progress is not None:
+                try:
+                    progress(int(done), int(total))
+                except Exception:  # noqa: S110 - a closed stdout (the reader went away) is no reason to stop
+                    pass
+            return 0
+        self._call("execute", lambda: self._rbd.RBD().migration_execute(self.ioctx, self.name,
+                                                                          on_progress=on_progress))
+
+    def commit(self) -> None:
+        """End the migration (the source is no longer needed), then tidy up (see ``finish``)."""
+        self._call("commit", lambda: self._rbd.RBD().migration_commit(self.ioctx, self.name))
+        self.finish()
+
+    def finish(self) -> None:
+        """Deallocate the all-zero objects the copy wrote (only whole 4 MiB objects; online, server side)."""
+        def sparsify() -> None:
+            with self._rbd.Image(self.ioctx, self.name) as image:
+                image.sparsify(SPARSIFY_BYTES)
+        self._call("sparsify", sparsify)
+
+    def abort(self) -> None:
+        """Abort the migration; for an import that removes the image."""
+        self._call("abort", lambda: self._rbd.RBD().migration_abort(self.ioctx, self.name))
+
+    def _call(self, what: str, action: Callable[[], Any]) -> Any:
+        try:
+            return action()
+        except self._rbd.Error as exc:
+            raise InstantRestoreFailed(str(self.spec), f"{what}: {' '.join(str(exc).split())}") from None
+
+
