@@ -38,6 +38,7 @@ bench: install sysdeps
 	$(BIN)/python benchmarks/restore_jobs.py
 	$(BIN)/python benchmarks/replication.py
 	$(BIN)/python benchmarks/dashboard.py
+	$(BIN)/python benchmarks/instant.py
 
 # The portal with demo data on http://127.0.0.1:$(PORT), with an embedded Redis and workers
 # (SQLite, repositories and Redis under ./var). Ctrl-C stops everything.
