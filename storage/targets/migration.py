@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from types import TracebackType
@@ -25,6 +26,7 @@ from storage.targets.rbd import parse_target_spec
 
 SPARSIFY_BYTES = 4 << 20  # deallocate whole all-zero 4 MiB objects
 PROBE_BYTES = 512
+ZERO_IN_FLIGHT = 32
 
 
 class InstantRestoreFailed(StorageError):
@@ -99,12 +101,38 @@ class RbdMigration:
         self._call("prepare", lambda: self._rbd.RBD().migration_prepare_import(spec, self.ioctx, self.name))
         try:
             with self._rbd.Image(self.ioctx, self.name) as image:
-                for start, end in zero_ranges:
-                    image.write_zeroes(start, end - start)
+                self._write_zeroes(image, zero_ranges)
                 image.flush()
         except BaseException:
             self.abort()  # nobody has seen the image yet: take it back rather than leave it half made
             raise
+
+    def _write_zeroes(self, image: Any, ranges: list[Range]) -> None:
+        """Zero the ranges with up to ZERO_IN_FLIGHT asynchronous requests at once (one per range, in order).
+
+        One at a time, a 16 GiB image of scattered data took 0.5 s here; the time until the image is usable
+        would grow with the size of the disk.
+        """
+        done = threading.Semaphore(0)
+        errors: list[int] = []
+
+        def finished(completion: Any) -> None:
+            value = completion.get_return_value()
+            if value < 0:
+                errors.append(value)
+            done.release()
+
+        in_flight = 0
+        for start, end in ranges:
+            if in_flight >= ZERO_IN_FLIGHT:
+                done.acquire()
+                in_flight -= 1
+            image.aio_write_zeroes(start, end - start, finished)
+            in_flight += 1
+        for _ in range(in_flight):
+            done.acquire()
+        if errors:
+            raise InstantRestoreFailed(str(self.spec), f"writing zeros: error {errors[0]}")
 
     def probe(self) -> None:
         """Open the image and read its first sector, as a VM booting from it would."""
