@@ -204,3 +204,38 @@ def test_a_restore_whose_whole_worker_died_is_requeued_once_its_heartbeat_expire
     row = fresh(restore.id)
     assert row.attempts == 2 and row.report["resumed"] is True and row.report["chunks_skipped"] >= 1
     assert Path(row.output_path).read_bytes() == data
+
+
+def in_group(pgid: int) -> list[int]:
+    """Live processes of one process group (zombies are gone for this purpose)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3], ids=["while-starting", "started"])
+def test_sigterm_to_the_workers_parent_stops_every_worker(app, database_url, redis_url, delay) -> None:
+    """A supervisor that stops at once sends SIGTERM while `lifeboat worker -n 3` is still starting its
+    processes: none of them may be left behind (the parent's handler is in place before the first starts)."""
+    with workers(app, database_url, redis_url, 3) as proc:
+        time.sleep(delay)
+        proc.send_signal(signal.SIGTERM)  # the parent only, as a supervisor's stop does
+        proc.wait(timeout=60)
+        wait_until(lambda: in_group(proc.pid) == [], "every worker process gone", timeout=60)
+
+
+def test_a_killed_workers_parent_takes_its_workers_along(app, database_url, redis_url) -> None:
+    with workers(app, database_url, redis_url, 2) as proc:
+        wait_until(lambda: len(in_group(proc.pid)) >= 3, "two workers started")
+        proc.kill()  # SIGKILL: no handler runs; the kernel's parent-death signal must stop the workers
+        proc.wait()
+        wait_until(lambda: in_group(proc.pid) == [], "every worker process gone", timeout=60)
