@@ -95,6 +95,23 @@ class ProgressWriter:
         db.session.commit()
 
 
+class DiskProgress:
+    """One progress bar over the disks restored in a row: each disk's bytes counted after the ones before."""
+
+    def __init__(self, writer: ProgressWriter, sizes: list[int]) -> None:
+        self.writer, self.sizes, self.index = writer, sizes, -1
+
+    def next_disk(self, name: str) -> Callable[[str, int, int], None]:
+        self.index += 1
+        before, total = sum(self.sizes[:self.index]), sum(self.sizes)
+        label = f" disk {name} ({self.index + 1}/{len(self.sizes)})" if len(self.sizes) > 1 else ""
+
+        def report(phase: str, done: int, _disk_total: int) -> None:
+            self.writer(phase + label, before + done, total)
+
+        return report
+
+
 def mark_started(row: Any) -> None:
     row.state = "running"
     row.started_at = clock.now()

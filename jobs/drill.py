@@ -9,8 +9,14 @@ Checks, each recorded in ``FireDrill.checks``:
 - ``files``: a sample of regular files (``DRILL_SAMPLE_FILES``, default 20, picked reproducibly from the
   drill id) is read to the end.
 
-The scratch image goes to ``RESTORE_ROOT/drills/drill-<id>.img`` without the final flush (it is deleted
-right after) and is removed whatever happens, partial output and resume state included. A drill retried after
+Every disk of the point is drilled, one after the other: restored, checked, its scratch image removed. For a
+point of several disks each check holds every disk (paths as ``/<disk>/p1/...``, damaged ranges as
+``[disk, start, end]``) and a ``disks`` check lists each disk with the checks it failed; a drill fails naming
+the disk (a disk whose restore raises fails the drill with ``disk NAME: ...``).
+
+The scratch image goes to ``RESTORE_ROOT/drills/drill-<id>.img`` (``drill-<id>-<disk>.img`` for a point of
+several disks) without the final flush (it is deleted right after) and is removed whatever happens, partial
+output and resume state included. A drill retried after
 its worker died (RQ re-runs it) resumes a partial image, but a *complete* one left by a worker that died
 while checking is removed first: the engine never overwrites a finished image, and the drill would fail.
 """
@@ -27,9 +33,10 @@ from portal.models import FireDrill
 from portal.models.operations import FAILED_CHECK, PASSED
 from portal.services import notify
 from storage.files import open_disk
+from storage.repository import Repository
 from storage.restore import restore
 
-from .context import ProgressWriter, app_context, mark_finished, mark_started, vm_lock
+from .context import DiskProgress, ProgressWriter, app_context, mark_finished, mark_started, vm_lock
 
 WALK_LIMIT = 5000  # entries looked at per filesystem when picking the sample
 READ_LIMIT = 64 * 1024 * 1024  # bytes read per sampled file at most
@@ -42,8 +49,8 @@ def run_drill(drill_id: int) -> str:
             return "skipped"
         mark_started(drill)
         config = flask_app.config
-        scratch = os.path.join(_scratch_root(config), f"drill-{drill.id}.img")
-        drill.scratch_path = scratch
+        scratches = [os.path.join(_scratch_root(config), f"drill-{drill.id}.img")]
+        drill.scratch_path = scratches[0]
         db.session.commit()
         try:
             def waiting() -> None:
@@ -53,30 +60,45 @@ def run_drill(drill_id: int) -> str:
             point = drill.backup_point
             if point is None:
                 raise RuntimeError("the backup point was deleted before the drill ran")
+            root = str(config["STORAGE_ROOT"])
             with vm_lock(drill.vm_id, on_wait=waiting):
-                _remove_complete(scratch)
-                started = time.monotonic()
-                # one disk of a several-disk point (its root disk, as file browsing): see README, Fire drills
-                result = restore(str(config["STORAGE_ROOT"]), drill.vm.repository_name,
-                                 point.revision, scratch, sync=False, progress=ProgressWriter(drill),
-                                 disk=point.browse_disk)
-                seconds = max(time.monotonic() - started, 0.001)
-            drill.bytes_total = drill.bytes_done = result.bytes
+                revision = Repository.open(root, drill.vm.repository_name).resolve(point.revision)
+                several = len(revision.disks) > 1
+                if several:
+                    scratches = [os.path.join(_scratch_root(config), f"drill-{drill.id}-{d.name}.img")
+                                 for d in revision.disks]
+                progress = DiskProgress(ProgressWriter(drill), [d.size for d in revision.disks])
+                results, total, seconds = [], 0, 0.0
+                for disk, scratch in zip(revision.disks, scratches, strict=True):
+                    drill.scratch_path = scratch
+                    db.session.commit()
+                    _remove_complete(scratch)
+                    started = time.monotonic()
+                    try:
+                        result = restore(root, drill.vm.repository_name, revision.id, scratch, sync=False,
+                                         progress=progress.next_disk(disk.name), disk=disk.name)
+                    except Exception as exc:
+                        if not several:
+                            raise
+                        raise RuntimeError(f"disk {disk.name}: {exc}") from exc
+                    seconds += time.monotonic() - started
+                    total += result.bytes
+                    checks = {"chunks": {"ok": not result.damaged, "damaged": [list(r) for r in result.damaged]}}
+                    checks.update(check_image(scratch, int(config.get("DRILL_SAMPLE_FILES", 20)), seed=drill.id))
+                    results.append((disk.name, checks))
+                    _remove(scratch)  # before the next disk: scratch space for one disk at a time
+            seconds = max(seconds, 0.001)
+            drill.bytes_total = drill.bytes_done = total
             drill.seconds = round(seconds, 3)
-            drill.bytes_per_second = result.bytes / seconds
+            drill.bytes_per_second = total / seconds
             drill.phase = "checking"
             db.session.commit()
-            checks: dict[str, dict[str, object]] = {
-                "chunks": {"ok": not result.damaged, "damaged": [list(r) for r in result.damaged]}}
-            if point.browse_disk is not None:
-                checks["chunks"]["disk"] = point.browse_disk
-            checks.update(check_image(scratch, int(config.get("DRILL_SAMPLE_FILES", 20)), seed=drill.id))
-            drill.checks = checks
-            drill.result = PASSED if all(c["ok"] for c in checks.values()) else FAILED_CHECK
+            drill.checks = results[0][1] if not several else merge_checks(results)
+            drill.result = PASSED if all(c["ok"] for c in drill.checks.values()) else FAILED_CHECK
             mark_finished(drill, "done")
             if drill.result != PASSED:
                 notify.event("drill.failed", drill.vm.organisation, vm=drill.vm, drill=drill.id,
-                             error="failed checks: " + ", ".join(k for k, c in checks.items() if not c["ok"]))
+                             error="failed checks: " + failed_checks(results))
             return drill.result
         except Exception as exc:
             db.session.rollback()
@@ -85,7 +107,41 @@ def run_drill(drill_id: int) -> str:
             notify.event("drill.failed", drill.vm.organisation, vm=drill.vm, drill=drill.id, error=str(exc))
             raise
         finally:
-            _remove(scratch)
+            for scratch in scratches:
+                _remove(scratch)
+
+
+def merge_checks(results: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
+    """The checks of every disk as one set: each check ok when it is on every disk, paths and damaged ranges
+    named by disk, and ``disks``: each disk with the checks it failed."""
+    def prefixed(name: str, items: list[Any]) -> list[Any]:
+        return [{**i, "path": f"/{name}{i['path']}"} if isinstance(i, dict) else f"/{name}{i}" for i in items]
+
+    chunks = {"ok": all(c["chunks"]["ok"] for _, c in results),
+              "damaged": [[name, *r] for name, c in results for r in c["chunks"]["damaged"]]}
+    filesystems = {"ok": all(c["filesystems"]["ok"] for _, c in results),
+                   "opened": [p for name, c in results for p in prefixed(name, c["filesystems"]["opened"])],
+                   "failed": [p for name, c in results for p in prefixed(name, c["filesystems"]["failed"])],
+                   "warning": "; ".join(f"disk {name}: {c['filesystems']['warning']}" for name, c in results
+                                        if c["filesystems"].get("warning")),
+                   "error": "; ".join(f"disk {name}: {c['filesystems']['error']}" for name, c in results
+                                      if c["filesystems"].get("error"))}
+    files = {"ok": all(c["files"]["ok"] for _, c in results),
+             "read": [p for name, c in results for p in prefixed(name, c["files"]["read"])],
+             "failed": [p for name, c in results for p in prefixed(name, c["files"].get("failed", []))],
+             "bytes": sum(c["files"]["bytes"] for _, c in results)}
+    disks = [{"disk": name, "ok": all(v["ok"] for v in c.values()),
+              "failed": [k for k, v in c.items() if not v["ok"]]} for name, c in results]
+    return {"chunks": chunks, "filesystems": filesystems, "files": files,
+            "disks": {"ok": all(d["ok"] for d in disks), "items": disks}}
+
+
+def failed_checks(results: list[tuple[str, dict[str, Any]]]) -> str:
+    """``chunks, files`` for one disk; ``disk data: chunks; disk root: files`` for several."""
+    if len(results) == 1:
+        return ", ".join(k for k, c in results[0][1].items() if not c["ok"])
+    return "; ".join(f"disk {name}: " + ", ".join(k for k, v in c.items() if not v["ok"])
+                     for name, c in results if not all(v["ok"] for v in c.values()))
 
 
 def check_image(path: str, sample: int, seed: int) -> dict[str, Any]:

@@ -9,9 +9,11 @@ Afterwards the result is read back through the same reader the portal uses (ever
 and ``e2fsck -fn`` must find the filesystem clean; otherwise the job fails and says so (undo: restore the
 safety backup in place).
 
-Destinations: the original place (``target = {"type": "in_vm"}``), or under another folder
+The files go back into the disk they came from (the row's ``disk``, else the point's default disk): for a VM
+of several disks, the inventory's disk that the point's disk was backed up from. Destinations: the original
+place (``target = {"type": "in_vm"}``), or under another folder on that disk
 (``{"type": "in_vm", "path": "/p1/restored"}``): ``/p1/etc/hosts`` goes to ``/p1/restored/hosts``.
-Before anything is written, a protected safety backup of the disk is taken (``jobs.safety``).
+Before anything is written, a protected safety backup of that disk is taken (``jobs.safety``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 
 from portal.extensions import db
 from portal.models import Restore
+from portal.services import runs
 from storage.browse import open_revision_disk
 from storage.errors import StorageError
 from storage.files.disk import Disk, open_disk
@@ -91,9 +94,25 @@ def _parents(path: str) -> list[str]:
     return ["/" + "/".join(parts[: n + 1]) for n in range(len(parts))]
 
 
-def _commands(placements: list[Placement], backup_disk: Disk, scratch: str) -> tuple[list[str], int]:
+def _existing_dirs(live: Disk, placements: list[Placement]) -> set[tuple[str, str]]:
+    """The (partition, folder) the placements need that the VM's disk already has: never ``mkdir``-ed again
+    (debugfs 1.47 leaves an unlinked directory inode behind when it refuses to make one that exists)."""
+    wanted = {(p.partition, d) for p in placements for d in [*_parents(p.path), *([p.path] if p.type == "dir"
+                                                                                   else [])]}
+    found = set()
+    for partition, folder in wanted:
+        try:
+            if live.stat(f"/{partition}{folder}").type == "dir":
+                found.add((partition, folder))
+        except StorageError:
+            continue
+    return found
+
+
+def _commands(placements: list[Placement], backup_disk: Disk, scratch: str,
+              existing: frozenset[str] = frozenset()) -> tuple[list[str], int]:
     lines: list[str] = []
-    made: set[str] = set()
+    made: set[str] = set(existing)
     written = 0
     for n, item in enumerate(placements):
         for parent in _parents(item.path):
@@ -128,18 +147,21 @@ def _run(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 def put_back(row: Restore, config: dict[str, object]) -> None:
     """The job's work for a file restore into the VM's disk; the caller holds the VM lock."""
-    root, vm = str(config["STORAGE_ROOT"]), row.vm
-    source = vm.disks[0].source if vm.disks else ""
-    if not source.startswith("file:"):
+    root, vm, point = str(config["STORAGE_ROOT"]), row.vm, row.backup_point
+    from_disk = row.disk or point.browse_disk  # None: the point's only disk
+    try:
+        (_, into), = runs.overwritten(vm, point, from_disk or "")
+    except runs.RestoreError as exc:  # the inventory changed since the request
+        raise StorageError(str(exc)) from exc
+    if not into.source.startswith("file:"):
         raise StorageError("files can be put back only into file: disks; download them instead")
-    image = source[len("file:"):]
+    image = into.source[len("file:"):]
     debugfs, e2fsck = tool("debugfs"), tool("e2fsck")
     dest = (row.target or {}).get("path") or None
     scratch_root = str(config.get("RESTORE_ROOT") or os.path.join(os.path.dirname(root), "restores"))
     os.makedirs(scratch_root, exist_ok=True)
-    safety.take(row, root)  # first: the backup takes the repository's exclusive lock, reading shares it
-    with open_revision_disk(root, vm.repository_name, row.backup_point.revision,
-                            disk=row.backup_point.browse_disk) as backup_disk:
+    safety.take(row, root, [into])  # first: the backup takes the repository's exclusive lock, reading shares it
+    with open_revision_disk(root, vm.repository_name, point.revision, disk=from_disk) as backup_disk:
         placements = plan(backup_disk, row.paths, dest)
         row.bytes_total = sum(p.size for p in placements if p.type == "file")
         row.phase = "writing into the disk"
@@ -153,10 +175,12 @@ def put_back(row: Restore, config: dict[str, object]) -> None:
                     raise StorageError(f"/{name} of the VM's disk is not an ext2/3/4 filesystem: files can be "
                                        "put back only into ext filesystems")
                 offsets[name] = part.offset
+            existing = _existing_dirs(live, placements)
         with tempfile.TemporaryDirectory(dir=scratch_root, prefix=f"files-{row.id}-") as scratch:
             for name, offset in sorted(offsets.items()):
                 mine = [p for p in placements if p.partition == name]
-                lines, written = _commands(mine, backup_disk, scratch)
+                lines, written = _commands(mine, backup_disk, scratch,
+                                           frozenset(d for p, d in existing if p == name))
                 script = os.path.join(scratch, f"{name}.debugfs")
                 with open(script, "w", encoding="utf-8") as out:
                     out.write("\n".join(lines) + "\n")
@@ -171,7 +195,7 @@ def put_back(row: Restore, config: dict[str, object]) -> None:
                 if check.returncode != 0:
                     raise StorageError(f"e2fsck finds /{name} not clean after writing (undo restores the safety "
                                        f"backup): {check.stdout.strip().splitlines()[-1:]}")
-    row.report = {"into_disk": image, "destination": dest or "original paths",
+    row.report = {"into_disk": image, "disk": into.name, "destination": dest or "original paths",
                   "files": _read_back(image, placements), "bytes": row.bytes_total,
                   "safety_revision": row.safety_revision}
     row.output_path = image

@@ -5,10 +5,12 @@ Full restores restore every disk of the point, or the one the row names (``disk`
 disks to a new image ``POOL/<image>-restore-<n>`` beside the one backed up. The report lists every disk.
 A retried job (worker died) continues the engine's partial output instead of starting over.
 
-In place (target ``{"type": "in_place"}``): under the same hold of the VM lock, first a safety backup of the
-disk as it is now (tagged ``safety``, protected, recorded on the row and in the catalog), then the point over
-the original disk. A retried job keeps the safety backup it already took. Undo restores the safety point.
-File restores with target ``{"type": "in_vm"}`` put the files back into the VM's disk (``jobs.into_disk``).
+In place (target ``{"type": "in_place"}``): every disk of the point over the VM's disk it was backed up from
+(or the one disk the row names). Under the same hold of the VM lock, first a safety backup of those disks as
+they are now (tagged ``safety``, protected, recorded on the row and in the catalog), then the point over them,
+disk by disk. A retried job keeps the safety backup it already took. Undo restores the safety point (every
+disk of it: the ones overwritten). File restores with target ``{"type": "in_vm"}`` put the files back into
+the disk they came from (``jobs.into_disk``).
 Instant restores (kind ``instant``, RBD only) make a new image usable at once and hydrate it (``jobs.instant``).
 """
 
@@ -16,11 +18,10 @@ from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Callable
 
 from portal.extensions import db
 from portal.models import Restore
-from portal.services import disaster, notify
+from portal.services import disaster, notify, runs
 from storage.browse import open_revision_disk
 from storage.errors import StorageError
 from storage.files import archive
@@ -28,7 +29,7 @@ from storage.repository import Repository
 from storage.restore import restore
 
 from . import instant, into_disk, safety
-from .context import ProgressWriter, app_context, mark_finished, mark_started, vm_lock
+from .context import DiskProgress, ProgressWriter, app_context, mark_finished, mark_started, vm_lock
 
 
 def run_restore(restore_id: int) -> str:
@@ -100,7 +101,7 @@ def _full(row: Restore, config: dict[str, object]) -> None:
     targets = [(disk, _full_target(row, config, disk.source, disk.name if named else "")) for disk in disks]
     row.output_path = targets[0][1]
     db.session.commit()
-    progress = _DiskProgress(ProgressWriter(row), [disk.size for disk in disks])
+    progress = DiskProgress(ProgressWriter(row), [disk.size for disk in disks])
     reports = []
     for disk, target in targets:
         result = restore(root, vm.repository_name, revision.id, target, wait=None, disk=disk.name,
@@ -123,46 +124,46 @@ def _full_target(row: Restore, config: dict[str, object], source: str, disk: str
     return os.path.join(_restore_root(config), f"{row.vm.repository_name}-restore-{row.id}{suffix}.img")
 
 
-class _DiskProgress:
-    """One progress bar over the disks restored in a row: each disk's bytes counted after the ones before."""
-
-    def __init__(self, writer: ProgressWriter, sizes: list[int]) -> None:
-        self.writer, self.sizes, self.index = writer, sizes, -1
-
-    def next_disk(self, name: str) -> Callable[[str, int, int], None]:
-        self.index += 1
-        before, total = sum(self.sizes[:self.index]), sum(self.sizes)
-        label = f" disk {name} ({self.index + 1}/{len(self.sizes)})" if len(self.sizes) > 1 else ""
-
-        def report(phase: str, done: int, _disk_total: int) -> None:
-            self.writer(phase + label, before + done, total)
-
-        return report
-
-
 def _in_place(row: Restore, config: dict[str, object]) -> None:
-    """Safety backup of the current disk, then the point over it. The caller holds the VM lock throughout."""
+    """Safety backup of the disks to overwrite, then the point over them. The caller holds the VM lock."""
     root, vm = str(config["STORAGE_ROOT"]), row.vm
     if not vm.disks:
         raise StorageError("the VM has no disk in the inventory to restore over")
-    source = vm.disks[0].source
-    target = source[len("file:"):] if source.startswith("file:") else source  # rbd:POOL/IMAGE as it is
-    safety.take(row, root)
-    row.output_path = target
+    try:
+        pairs = runs.overwritten(vm, row.backup_point, row.disk)
+    except runs.RestoreError as exc:  # the inventory changed since the request
+        raise StorageError(str(exc)) from exc
+    targets = [(name, live.source[len("file:"):] if live.source.startswith("file:") else live.source)
+               for name, live in pairs]  # rbd:POOL/IMAGE as it is
+    safety.take(row, root, [live for _, live in pairs])
+    row.output_path = targets[0][1]
     db.session.commit()
-    # A file disk is replaced by the engine's completed partial file (a new inode): give it back the mode and
-    # owner the hypervisor expects.
-    before = os.stat(target) if not target.startswith("rbd:") and os.path.isfile(target) else None
-    result = restore(root, vm.repository_name, row.backup_point.revision, target, force=True, wait=None,
-                     progress=ProgressWriter(row), limit_bytes_per_second=rate_limit(config),
-                     threads=threads(config))
-    row.report = {**result.as_dict(), "target": target, "in_place": True, "safety_revision": row.safety_revision}
-    if before is not None:
-        os.chmod(target, before.st_mode & 0o7777)
-        try:
-            os.chown(target, before.st_uid, before.st_gid)
-        except PermissionError:
-            row.report["owner_not_kept"] = f"{before.st_uid}:{before.st_gid} (the worker may not chown)"
+    revision = Repository.open(root, vm.repository_name).resolve(row.backup_point.revision)
+    progress = DiskProgress(ProgressWriter(row), [revision.disk(name or None).size for name, _ in targets])
+    reports = []
+    for name, target in targets:
+        # A file disk is replaced by the engine's completed partial file (a new inode): give it back the mode and
+        # owner the hypervisor expects.
+        before = os.stat(target) if not target.startswith("rbd:") and os.path.isfile(target) else None
+        result = restore(root, vm.repository_name, revision.id, target, force=True, wait=None, disk=name or None,
+                         progress=progress.next_disk(name), limit_bytes_per_second=rate_limit(config),
+                         threads=threads(config))
+        report: dict[str, object] = {**result.as_dict(), "disk": name or revision.disks[0].name, "target": target}
+        if before is not None:
+            os.chmod(target, before.st_mode & 0o7777)
+            try:
+                os.chown(target, before.st_uid, before.st_gid)
+            except PermissionError:
+                report["owner_not_kept"] = f"{before.st_uid}:{before.st_gid} (the worker may not chown)"
+        reports.append(report)
+    common = {"in_place": True, "safety_revision": row.safety_revision, "disks": reports}
+    if len(reports) == 1:
+        row.report = {**reports[0], **common}
+        return
+    row.report = {"revision": revision.id, "target": targets[0][1], **common,
+                  "bytes": sum(int(str(r["bytes"])) for r in reports),
+                  "seconds": sum(float(str(r["seconds"])) for r in reports),
+                  "damaged": [[r["disk"], *span] for r in reports for span in r["damaged"]]}  # type: ignore[attr-defined]
 
 
 def _files(row: Restore, config: dict[str, object]) -> None:

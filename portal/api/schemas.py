@@ -143,7 +143,9 @@ FILES_PAGE = 2000  # a directory is read whole from the backup anyway; also the 
 
 class FilesArgs(ma.Schema):
     path = f.String(load_default="/", validate=v.Length(min=1, max=4096),
-                    metadata={"description": "an absolute directory path inside the backup; `/` lists partitions"})
+                    metadata={"description": "an absolute directory path inside the backup: `/` lists the disks, "
+                                             "`/DISK` a disk's partitions, `/DISK/p1/...` inside one (`/p1/...`: "
+                                             "deprecated, disk `root` or the first)"})
     q = f.String(load_default="", validate=v.Length(max=200), metadata={"description": "search names below path"})
     cursor = f.String(load_default=None, validate=v.Length(max=500),
                       metadata={"description": "the `next` value of the previous page"})
@@ -177,11 +179,14 @@ class RestoreRequestSchema(Strict):
                     metadata={"description": "`full`: a copy; `files`: an archive of `paths`; `instant` (RBD disks): "
                                              "a new image usable at once, hydrated in the background"})
     paths = f.List(f.String(validate=v.Length(min=1, max=4096)), load_default=list,
-                   validate=v.Length(max=1000), metadata={"description": "absolute paths (kind `files`)"})
+                   validate=v.Length(max=1000), metadata={"description": "absolute paths (kind `files`) as the files "
+                                                                         "list names them (`/DISK/p1/...`), all "
+                                                                         "on one disk"})
     target = f.Nested(TargetSchema, load_default=lambda: {"type": "new"})
     disk = f.String(load_default="", validate=v.Length(max=128), metadata={
         "description": "kind `full`: restore only this disk of the point (its name in the backup's `disks`); "
-                       "without it every disk, one output each"})
+                       "without it every disk, one output each (in place too). Kind `files`: the disk of `paths` "
+                       "(implied by `/DISK/...` paths)"})
 
 
 class RestoreSchema(ma.Schema):
@@ -224,7 +229,8 @@ class RestoreFilterArgs(ma.Schema):
 
 class DownloadArgs(ma.Schema):
     path = f.List(f.String(validate=v.Length(min=1, max=4096)), required=True, validate=v.Length(min=1, max=1000),
-                  metadata={"description": "absolute paths to include (repeat the parameter)"})
+                  metadata={"description": "absolute paths to include, as the files list names them, all on "
+                                         "one disk (repeat the parameter)"})
     format = f.String(load_default="tar.gz", validate=v.OneOf(("tar.gz", "zip")))
 
 

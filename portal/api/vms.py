@@ -11,7 +11,7 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload
 
-from storage.browse import open_revision_disk
+from storage.browse import open_revision_files
 from storage.errors import StorageError
 
 from ..extensions import db
@@ -225,9 +225,11 @@ class BackupFiles(MethodView):
     @blp.response(200, s.FilesSchema)
     @blp.alt_response(409, schema=ErrorSchema, description=PENDING_409)
     def get(self, args: dict[str, Any], vm: int, backup: int) -> dict[str, Any]:
-        """List a directory inside the backup without restoring it (`/` lists partitions `/p1`, `/p2`...);
-        with `q`, search names below `path`. Paged like every list (`items`, `next`); `entries` and
-        `truncated` are deprecated aliases for one release."""
+        """List a directory inside the backup without restoring it: `/` lists the point's disks (`/root`,
+        `/data`), `/root` its partitions (`/root/p1`), `/root/p1/etc` a folder; with `q`, search names below
+        `path`. Paged like every list (`items`, `next`). Deprecated for one release: `entries` and `truncated`
+        (aliases), and paths without the disk (`/p1/etc`), which read disk `root` (else the first disk) and
+        answer in that form."""
         target, point = _live_point(vm, backup)
         path = args["path"]
         if not path.startswith("/") or "\x00" in path:
@@ -238,12 +240,12 @@ class BackupFiles(MethodView):
             api_error(400, "the cursor is not valid; start again without one", "bad_cursor")
         end = start + min(args["limit"], s.FILES_PAGE)
         try:
-            with open_revision_disk(current_app.config["STORAGE_ROOT"], target.repository_name,
-                                    point.revision, disk=point.browse_disk) as disk:
+            with open_revision_files(current_app.config["STORAGE_ROOT"], target.repository_name,
+                                     point.revision) as files:
                 if args["q"].strip():
-                    entries = disk.search(path, args["q"].strip(), limit=end + 1)
+                    entries = files.search(path, args["q"].strip(), limit=end + 1)
                 else:
-                    entries = disk.list_dir(path)
+                    entries = files.list_dir(path)
         except StorageError as exc:
             api_error(422, str(exc), "storage_error")
         items = [e.to_json() for e in entries[start:end]]
@@ -263,14 +265,15 @@ class BackupDownload(MethodView):
                                             for kind in ("application/gzip", "application/zip")}}})
     @blp.alt_response(409, schema=ErrorSchema, description=PENDING_409)
     def get(self, args: dict[str, Any], vm: int, backup: int) -> Response:
-        """Stream a .tar.gz or .zip of the selected files and folders straight from the backup."""
+        """Stream a .tar.gz or .zip of the selected files and folders straight from the backup (paths as the
+        files list names them, `/root/p1/etc`; all of one disk)."""
         target, point = _live_point(vm, backup)
         paths, kind = args["path"], args["format"]
         if any(not p.startswith("/") or "\x00" in p for p in paths):
             api_error(400, "paths must be absolute")
         root = current_app.config["STORAGE_ROOT"]
         try:
-            selection.check(root, target, point, paths)
+            picked = selection.check(root, target, point, paths)
         except StorageError as exc:
             api_error(422, str(exc), "storage_error")
-        return selection.download(root, target, point, paths, kind)
+        return selection.download(root, target, point, picked, kind)

@@ -9,9 +9,12 @@ from typing import Any
 
 from flask import current_app
 
+from storage.browse import default_disk, split_path
+from storage.errors import StorageError
+
 from ..errors import DomainError
 from ..extensions import db
-from ..models import VM, BackupPoint, BackupRun, Restore, User
+from ..models import VM, BackupPoint, BackupRun, Disk, Restore, User
 from ..models.runs import ACTIVE_STATES, CANCELLED, DONE, FAILED, QUEUED
 from . import audit, deletions, disaster_end, notify, queue
 from .priority import priority_of
@@ -63,15 +66,15 @@ def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: l
         raise RestoreError(f"that backup point has no disk {disk!r} (it has {', '.join(point.disk_names)})")
     if kind == "instant":
         check_instant(vm, target or {})
-    if (target or {}).get("type") == "in_place":
-        check_in_place(actor, vm, kind)
-    if (target or {}).get("type") == "in_vm":
-        target = check_into_disk(actor, vm, kind, paths or [], target or {})
     if kind == "files":
         clean = [p for p in (paths or []) if isinstance(p, str) and p.startswith("/") and len(p) < 4096]
         if not clean or len(clean) != len(paths or []) or len(clean) > 1000:
             raise RestoreError("a file restore needs 1 to 1000 absolute paths")
-        paths = clean
+        disk, paths = files_on_one_disk(point, clean, disk)
+    if (target or {}).get("type") == "in_place":
+        check_in_place(actor, vm, point, kind, disk)
+    if (target or {}).get("type") == "in_vm":
+        target = check_into_disk(actor, vm, point, kind, paths or [], target or {}, disk)
     priority = priority_of(vm)
     restore = Restore(vm_id=vm.id, backup_point_id=point.id, kind=kind, paths=paths or [],
                       target=target or {"type": "new"}, priority_class=priority.klass,
@@ -109,6 +112,64 @@ def check_instant(vm: VM, target: dict[str, Any]) -> None:
                            "portal's address as the hypervisors reach it); choose a full restore")
 
 
+def files_on_one_disk(point: BackupPoint, paths: list[str], disk: str) -> tuple[str, list[str]]:
+    """The disk of a file selection and its paths inside that disk: ``/data/p1/etc`` -> (``data``, ``/p1/etc``).
+
+    Paths of the old one-disk namespace (``/p1/...``, deprecated) stay as they are, on ``disk`` when the request
+    names one, else on the point's default disk (the job reads it). A selection spans one disk.
+    """
+    if point.disks is None:  # disks not read from the repository yet: the point's only disk
+        return disk, paths
+    names, inner, legacy = point.disk_names, [], True
+    found: set[str] = set()
+    for path in paths:
+        try:
+            where = split_path(path, names)
+        except StorageError:
+            raise RestoreError(f"{path} is not in this backup point (its disks: {', '.join(names)})") from None
+        if where is None:
+            raise RestoreError("choose files or folders of one disk (the backup point holds the disks "
+                               f"{', '.join(names)})")
+        found.add(where.disk if not where.legacy else (disk or default_disk(names) or ""))
+        inner.append(where.path)
+        legacy = legacy and where.legacy
+    if len(found) > 1:
+        raise RestoreError(f"the selection holds files of the disks {', '.join(sorted(found))}: choose files of one "
+                           "disk at a time")
+    chosen = str(found.pop())
+    if disk and chosen != disk:
+        raise RestoreError(f"the paths are on disk {chosen}, not on disk {disk}")
+    return (disk if legacy else chosen), inner
+
+
+def inventory_disk(vm: VM, point: BackupPoint, name: str) -> Disk | None:
+    """The VM's disk in the inventory that the point's disk ``name`` was backed up from: the same engine name;
+    for a point of one disk and a VM of one disk (points of the one-disk portal call it ``root``), that disk."""
+    for disk in vm.disks:
+        if disk.engine_name == name:
+            return disk
+    if len(vm.disks) == 1 and len(point.disk_names) <= 1:
+        return vm.disks[0]
+    return None
+
+
+def overwritten(vm: VM, point: BackupPoint, disk: str) -> list[tuple[str, Disk]]:
+    """(disk of the point, disk of the VM) for every disk an in-place restore writes over: ``disk`` alone, or
+    every disk of the point. A point's disk the inventory no longer lists is refused by name (RestoreError)."""
+    names = [disk] if disk else (point.disk_names or [""])
+    pairs = []
+    for name in names:
+        live = inventory_disk(vm, point, name)
+        if live is None:
+            raise RestoreError(f"disk {name} of the backup point is not a disk of the VM in the inventory: restore "
+                               "it to a new image instead")
+        if live.missing_since is not None:
+            raise RestoreError(f"disk {live.name} is missing from the inventory feed since "
+                               f"{live.missing_since:%Y-%m-%d %H:%M} UTC: restore it to a new image instead")
+        pairs.append((name, live))
+    return pairs
+
+
 PARTITION_PATH = re.compile(r'^/p[0-9]+(/[^/"\\\n\r]+)*/?\Z')
 IN_PLACE_FORBIDDEN = ("Only your organisation's administrators can restore over a VM's disk; ask one of them, "
                       "or restore to a new image.")
@@ -119,12 +180,13 @@ def may_restore_in_place(actor: User) -> bool:
     return actor.is_operator or actor.is_customer_admin
 
 
-def check_in_place(actor: User, vm: VM, kind: str) -> None:
+def check_in_place(actor: User, vm: VM, point: BackupPoint, kind: str, disk: str = "") -> None:
     """Refuse an in-place restore that cannot or may not happen, before any row is written.
 
-    ``file:`` disks are overwritten at their path (the engine writes a partial file and renames it over the
-    original only when complete); ``rbd:`` images in place, keeping their id, snapshots and clones (the engine
-    refuses an image that is open, e.g. by the running VM, and the restore fails with that message).
+    Every disk of the point goes over the VM's disk it was backed up from, or only ``disk``. ``file:`` disks
+    are overwritten at their path (the engine writes a partial file and renames it over the original only when
+    complete); ``rbd:`` images in place, keeping their id, snapshots and clones (the engine refuses an image
+    that is open, e.g. by the running VM, and the restore fails with that message).
     """
     if not may_restore_in_place(actor):
         raise RestoreForbidden(IN_PLACE_FORBIDDEN)
@@ -132,31 +194,39 @@ def check_in_place(actor: User, vm: VM, kind: str) -> None:
         raise RestoreError("an in-place restore puts back the whole disk: choose a full restore")
     if not vm.disks:
         raise RestoreError("the VM has no disk in the inventory to restore over")
-    if len(vm.disks) > 1:
-        raise RestoreError("an in-place restore of a VM with several disks is not supported yet: restore its "
-                           "disks to new images instead")
-    source = vm.disks[0].source
-    if source.startswith("file:") and not os.path.exists(source[len("file:"):]):
-        raise RestoreError(f"the VM's disk {source[len('file:'):]} does not exist; restore to a new image instead")
-    if not source.startswith(("file:", "rbd:")):
-        raise RestoreError(f"cannot restore in place over {source}")
+    for _, live in overwritten(vm, point, disk):
+        source = live.source
+        if source.startswith("file:") and not os.path.exists(source[len("file:"):]):
+            raise RestoreError(f"the VM's disk {source[len('file:'):]} does not exist; restore to a new image "
+                               "instead")
+        if not source.startswith(("file:", "rbd:")):
+            raise RestoreError(f"cannot restore in place over {source}")
 
 
-def check_into_disk(actor: User, vm: VM, kind: str, paths: list[str], target: dict[str, Any]) -> dict[str, Any]:
+def check_into_disk(actor: User, vm: VM, point: BackupPoint, kind: str, paths: list[str], target: dict[str, Any],
+                    disk: str = "") -> dict[str, Any]:
     """Refuse a file restore into the VM's disk that cannot or may not happen; return the clean target.
 
-    Only ``file:`` disks (ext filesystems, written with debugfs by the job); names the job cannot pass to
-    debugfs safely (quotes, backslashes, newlines) and ``.``/``..`` components are refused here, up front.
+    The files go back into the disk they came from (``disk``, the selection's); a destination folder is on
+    that disk (``/p1/restored``, or ``/<disk>/p1/restored``). Only ``file:`` disks (ext filesystems, written
+    with debugfs by the job); names the job cannot pass to debugfs safely (quotes, backslashes, newlines) and
+    ``.``/``..`` components are refused here, up front.
     """
     if not may_restore_in_place(actor):
         raise RestoreForbidden(IN_PLACE_FORBIDDEN)
     if kind != "files":
         raise RestoreError("putting files back into the disk is a file restore: choose files and folders")
-    if len(vm.disks) > 1:
-        raise RestoreError("files cannot be put back into a VM with several disks yet; download them instead")
-    if not vm.disks or not vm.disks[0].source.startswith("file:"):
-        raise RestoreError("files can be put back only into file: disks; download them instead")
+    name = disk or default_disk(point.disk_names) or ""
+    (_, live), = overwritten(vm, point, name)
+    if not live.source.startswith("file:"):
+        raise RestoreError(f"files can be put back only into file: disks (disk {live.name} is not one); download "
+                           "them instead")
     dest = str(target.get("path") or "").strip()
+    first, _, rest = dest.strip("/").partition("/")
+    if dest and first in point.disk_names:  # /<disk>/p1/restored: on the selection's disk only
+        if first != name:
+            raise RestoreError(f"files go back into the disk they come from ({name}), not into disk {first}")
+        dest = "/" + rest
     for path in [*paths, *([dest] if dest else [])]:
         if not isinstance(path, str) or not PARTITION_PATH.match(path) or set(path.split("/")) & {".", ".."}:
             raise RestoreError(f"{path!r} is not a path inside a partition of the disk, like /p1/etc/hosts")

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from flask import Response, current_app
 
-from storage.browse import open_revision_disk
+from storage.browse import RevisionFiles, open_revision_disk, open_revision_files
 from storage.errors import StorageError
 from storage.files import archive
 from storage.files.archive import members
@@ -30,21 +31,47 @@ class SelectionTooLarge(StorageError):
     """the selection holds more than {} of file data, the download limit (LIFEBOAT_DOWNLOAD_MAX_BYTES), passed at {} ({}); choose fewer files, or restore the selection as a job"""  # noqa: E501 - the message is one line
 
 
-def check(root: str, vm: VM, point: BackupPoint, paths: list[str]) -> None:
-    """Raise the engine's StorageError (with a message for the user) when a path is not in the backup, or the
-    selection is larger than ``DOWNLOAD_MAX_BYTES`` (0: no limit)."""
+class MixedDisks(StorageError):
+    """the selection holds files of the disks {}: choose files of one disk at a time"""
+
+
+@dataclass(frozen=True)
+class Picked:
+    """A selection as the engine reads it: one disk of the point and paths inside that disk (``/p1/etc``)."""
+
+    disk: str
+    paths: list[str]
+
+
+def pick(files: RevisionFiles, paths: list[str]) -> Picked:
+    """Split the selection's paths (``/<disk>/p1/...``, or the deprecated ``/p1/...``) among the disks; a
+    selection spans one disk (an archive of several would have to name the disk in every member)."""
+    wheres = [files.split(path) for path in paths]
+    disks = sorted({w.disk if w is not None else "/" for w in wheres})
+    if disks == ["/"] and len(files.names) == 1:  # "/" of a point of one disk: that disk, whole
+        return Picked(files.names[0], ["/"])
+    if len(disks) != 1 or disks == ["/"]:
+        raise MixedDisks(", ".join(files.names if "/" in disks else disks))
+    return Picked(disks[0], [w.path for w in wheres if w is not None])
+
+
+def check(root: str, vm: VM, point: BackupPoint, paths: list[str]) -> Picked:
+    """The selection, on one disk; raise the engine's StorageError (with a message for the user) when a path is
+    not in the backup, the selection spans disks, or it is larger than ``DOWNLOAD_MAX_BYTES`` (0: no limit)."""
     limit = int(current_app.config.get("DOWNLOAD_MAX_BYTES") or 0)
-    with open_revision_disk(root, vm.repository_name, point.revision, disk=point.browse_disk) as disk:
+    with open_revision_files(root, vm.repository_name, point.revision) as files:
+        picked = pick(files, paths)
         for path in paths:
-            disk.stat(path)
+            files.stat(path)
         if limit <= 0:
-            return
+            return picked
         total = 0
-        for _, location, entry in members(disk, paths):
+        for _, location, entry in members(files.disk(picked.disk), picked.paths):
             if entry.type == "file":
                 total += entry.size
                 if total > limit:  # stop at once: the walk need not go on through a whole filesystem
                     raise SelectionTooLarge(_size(limit), location.path, _size(entry.size))
+    return picked
 
 
 def _size(count: int) -> str:
@@ -54,12 +81,12 @@ def _size(count: int) -> str:
     return f"{count} bytes"
 
 
-def download(root: str, vm: VM, point: BackupPoint, paths: list[str], kind: str) -> Response:
-    """A streamed attachment of the selection (call ``check`` first)."""
-    repository, revision, browsed = vm.repository_name, point.revision, point.browse_disk
+def download(root: str, vm: VM, point: BackupPoint, picked: Picked, kind: str) -> Response:
+    """A streamed attachment of the selection (``check`` picks it)."""
+    repository, revision, paths = vm.repository_name, point.revision, picked.paths
 
     def generate() -> Iterator[bytes]:
-        with open_revision_disk(root, repository, revision, disk=browsed) as disk:
+        with open_revision_disk(root, repository, revision, disk=picked.disk) as disk:
             if kind == "zip":
                 yield from archive.iter_zip(disk, paths)
                 return

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Response, abort, current_app, render_template, request
 from flask_login import current_user
 
-from storage.browse import open_revision_disk
+from storage.browse import open_revision_files
 from storage.errors import StorageError
 from storage.files.entry import Entry
 
@@ -95,31 +95,36 @@ def page(vm: VM, point: BackupPoint, *, path: str = "/", query: str = "", kept: 
     error = None
     nodes: list[Node] = []
     try:
-        with open_revision_disk(current_app.config["STORAGE_ROOT"], vm.repository_name, point.revision,
-                                disk=point.browse_disk) as disk:
+        with open_revision_files(current_app.config["STORAGE_ROOT"], vm.repository_name, point.revision) as files:
             if query:
-                nodes = [Node(e) for e in disk.search(path, query, limit=MAX_LISTING)]
+                nodes = [Node(e) for e in files.search(path, query, limit=MAX_LISTING)]
             else:
-                nodes = _tree(disk, path, chosen, [MAX_OPENED])
+                nodes = _tree(files, path, chosen, [MAX_OPENED])
     except StorageError as exc:
         error = str(exc)
         status = 422 if status == 200 else status  # a refusal keeps its own status
     kept.shown = {p for p in _paths(nodes) if p in chosen}
     can_put_back = (runs.may_restore_in_place(current_user)
-                    and len(vm.disks) == 1 and vm.disks[0].source.startswith("file:"))
+                    and any(d.source.startswith("file:") and not d.missing_since for d in vm.disks))
     return render_template("browse.html", vm=vm, point=point, path=path, nodes=nodes, error=error, query=query,
                            partial=partial, can_put_back=can_put_back, kept=kept, chosen=chosen,
-                           message=message), status
+                           message=message, crumbs=crumbs(path)), status
 
 
-def _tree(disk: Any, path: str, chosen: set[str], budget: list[int]) -> list[Node]:
+def crumbs(path: str) -> list[tuple[str, str]]:
+    """The breadcrumbs of ``path``: (name, path) from the disks down (``/data/p1/etc``: Disks, data, p1, etc)."""
+    parts = [p for p in path.split("/") if p]
+    return [("Disks", "/")] + [(part, "/" + "/".join(parts[: n + 1])) for n, part in enumerate(parts)]
+
+
+def _tree(files: Any, path: str, chosen: set[str], budget: list[int]) -> list[Node]:
     """The listing of ``path``; folders that hold a chosen path are opened too, while ``budget`` lasts."""
-    nodes = [Node(e) for e in disk.list_dir(path)[:MAX_LISTING]]
+    nodes = [Node(e) for e in files.list_dir(path)[:MAX_LISTING]]
     for node in nodes:
         inside = node.entry.path.rstrip("/") + "/"
         if node.entry.type == "dir" and budget[0] > 0 and any(p.startswith(inside) for p in chosen):
             budget[0] -= 1
-            node.children = _tree(disk, node.entry.path, chosen, budget)
+            node.children = _tree(files, node.entry.path, chosen, budget)
     return nodes
 
 
@@ -162,7 +167,7 @@ def download_selection(vm_id: int, backup_id: int) -> Response | tuple[str, int]
         return refused(vm, point, problem, 400, values)
     root = current_app.config["STORAGE_ROOT"]
     try:
-        selection.check(root, vm, point, paths)
+        picked = selection.check(root, vm, point, paths)
     except StorageError as exc:
         return refused(vm, point, str(exc), 422, values)
-    return selection.download(root, vm, point, paths, kind)
+    return selection.download(root, vm, point, picked, kind)

@@ -58,8 +58,13 @@ def confirm_in_place(vm_id: int, backup_id: int) -> str | tuple[str, int]:
 
 
 def _in_place_page(vm: VM, point: BackupPoint, error: str = "") -> str:
-    return render_template("restore_in_place.html", vm=vm, point=point, error=error,
-                           disk=vm.disks[0].source if vm.disks else "")
+    """Names every disk the restore overwrites (a point's disk the inventory lacks: the request says why)."""
+    disks = []
+    for name in point.disk_names or [""]:
+        live = runs.inventory_disk(vm, point, name)
+        disks.append((name, live.source if live else "(not a disk of the VM in the inventory)"))
+    return render_template("restore_in_place.html", vm=vm, point=point, error=error, disks=disks,
+                           chosen=request.form.get("disk", ""))
 
 
 @bp.route("/restores/<int:restore_id>/undo", methods=["POST"])

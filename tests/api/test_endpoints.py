@@ -172,8 +172,11 @@ def test_browse_and_download_files_of_a_backup(file_vm, queues, client, world) -
     base = f"/api/v1/vms/{file_vm.id}/backups/{point.id}"
     headers = H(world["acme_member"], ["backups:read"])
     top = client.get(base + "/files", headers=headers).json
-    assert [e["path"] for e in top["items"]] == ["/p1"]
-    etc = client.get(base + "/files?path=/p1/etc", headers=headers).json
+    assert [e["path"] for e in top["items"]] == ["/root"]  # the disks first, then their partitions
+    assert [e["path"] for e in client.get(base + "/files?path=/root", headers=headers).json["items"]] == ["/root/p1"]
+    assert "/root/p1/etc/hostname" in [e["path"] for e in client.get(base + "/files?path=/root/p1/etc",
+                                                                     headers=headers).json["items"]]
+    etc = client.get(base + "/files?path=/p1/etc", headers=headers).json  # without the disk: deprecated
     hostname = next(e for e in etc["items"] if e["name"] == "hostname")
     assert hostname["type"] == "file" and hostname["size"] == 5 and etc["next"] is None
     found = client.get(base + "/files?path=/p1&q=app.log", headers=headers).json

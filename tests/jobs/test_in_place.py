@@ -175,7 +175,7 @@ def test_put_back_refuses_what_it_cannot_do(file_vm, queues, world) -> None:
     for paths, target, message in [
         (["/p1/etc"], {"type": "in_vm", "path": "/p1/../x"}, "not a path inside a partition"),
         (['/p1/a"b'], {"type": "in_vm"}, "not a path inside a partition"),
-        (["/etc"], {"type": "in_vm"}, "not a path inside a partition"),
+        (["/etc"], {"type": "in_vm"}, "not in this backup point"),
     ]:
         with pytest.raises(runs.RestoreError, match=message):
             runs.request_restore(world["acme_admin"], file_vm, point, "files", paths=paths, target=target)
@@ -195,7 +195,7 @@ def test_a_retried_in_place_restore_keeps_the_safety_backup_it_took(file_vm, que
     original = _disk(file_vm).read_bytes()
     _scribble(_disk(file_vm))
     restore = runs.request_restore(world["operator"], file_vm, point, "full", target={"type": "in_place"})
-    safety.take(restore, app.config["STORAGE_ROOT"])  # the first attempt got this far, then its worker died
+    safety.take(restore, app.config["STORAGE_ROOT"], file_vm.disks)  # the first attempt got this far, then died
     first = restore.safety_revision
     run_jobs(queues)
     restore = _finished(restore)

@@ -129,8 +129,8 @@ def test_a_full_restore_of_one_named_disk(two_disk_vm, queues, world, client) ->
     assert Path(restore.output_path).read_bytes() == disk_bytes(data)
 
 
-def test_the_restore_form_offers_each_disk_and_the_browser_says_which_it_shows(two_disk_vm, queues, world,
-                                                                                client, auth) -> None:
+def test_the_restore_form_offers_each_disk_and_the_browser_starts_at_the_disks(two_disk_vm, queues, world,
+                                                                               client, auth) -> None:
     point = backed_up(two_disk_vm, queues, world)
     auth.login(world["acme_admin"])
     page = client.get(f"/vms/{two_disk_vm.id}").get_data(as_text=True)
@@ -138,11 +138,11 @@ def test_the_restore_form_offers_each_disk_and_the_browser_says_which_it_shows(t
     answer = client.post(f"/vms/{two_disk_vm.id}/backups/{point.id}/restore", data={"kind": "full", "disk": "root"})
     assert answer.status_code == 302 and Restore.query.one().disk == "root"
     browse = client.get(f"/vms/{two_disk_vm.id}/backups/{point.id}/files").get_data(as_text=True)
-    assert "files shown are those of disk <strong>root</strong>" in browse
+    assert re.findall(r'type="checkbox" name="path" value="([^"]*)"', browse) == ["/data", "/root"]
 
 
-def test_a_fire_drill_of_a_two_disk_point_restores_its_root_disk_and_passes(two_disk_vm, queues, world, app,
-                                                                           tmp_path) -> None:
+def test_a_fire_drill_of_a_two_disk_point_restores_and_checks_every_disk(two_disk_vm, queues, world, app,
+                                                                          tmp_path) -> None:
     from portal.models import FireDrill
     from portal.services import drills
 
@@ -153,19 +153,31 @@ def test_a_fire_drill_of_a_two_disk_point_restores_its_root_disk_and_passes(two_
     db.session.expire_all()
     drill = db.session.get(FireDrill, drill.id)
     assert (drill.state, drill.result) == ("done", "passed"), drill.error
-    assert drill.checks["chunks"]["disk"] == "root" and drill.bytes_total == 24 * MiB
+    assert drill.bytes_total == 40 * MiB
+    assert [(d["disk"], d["ok"]) for d in drill.checks["disks"]["items"]] == [("data", True), ("root", True)]
+    assert drill.checks["filesystems"]["opened"] == ["/data/p1", "/root/p1"]
+    read = {r["path"] for r in drill.checks["files"]["read"]}
+    assert {"/data/p1/srv/data.bin", "/root/p1/srv/data.bin"} <= read
+    assert not list((tmp_path / "restores" / "drills").iterdir())  # every scratch image removed
 
 
-def test_an_in_place_restore_of_a_two_disk_vm_is_refused_before_any_row(two_disk_vm, queues, world) -> None:
+def test_a_fire_drill_fails_naming_the_disk_that_failed(two_disk_vm, queues, world, app, tmp_path) -> None:
+    from portal.models import FireDrill
+    from portal.services import drills
+    from storage.repository import Repository
+
+    app.config["RESTORE_ROOT"] = str(tmp_path / "restores")
     point = backed_up(two_disk_vm, queues, world)
-    restores = Restore.query.count()
-    with pytest.raises(runs.RestoreError, match="several disks"):
-        runs.request_restore(world["operator"], two_disk_vm, point, "full", target={"type": "in_place"})
-    assert Restore.query.count() == restores
-
-
-def test_files_are_not_put_back_into_a_two_disk_vm(two_disk_vm, queues, world) -> None:
-    point = backed_up(two_disk_vm, queues, world)
-    with pytest.raises(runs.RestoreError, match="several disks"):
-        runs.request_restore(world["operator"], two_disk_vm, point, "files", paths=["/p1/etc"],
-                             target={"type": "in_vm", "path": "/p1/restored"})
+    repo = Repository.open(app.config["STORAGE_ROOT"], two_disk_vm.repository_name)
+    revision = repo.load_revision(point.revision)
+    chunk = next(c for c in revision.disk("data").chunks if c and c not in revision.disk("root").chunks)
+    Path(repo.chunk_path(chunk)).chmod(0o644)
+    Path(repo.chunk_path(chunk)).write_bytes(b"not the chunk")  # damage on the data disk only
+    drill = drills.request_drill(two_disk_vm, world["operator"])
+    run_jobs(queues)
+    db.session.expire_all()
+    drill = db.session.get(FireDrill, drill.id)
+    assert drill.result == "failed", drill.error
+    items = {d["disk"]: d for d in drill.checks["disks"]["items"]}
+    assert items["root"]["ok"] and not items["data"]["ok"] and "chunks" in items["data"]["failed"]
+    assert drill.checks["chunks"]["damaged"] and all(r[0] == "data" for r in drill.checks["chunks"]["damaged"])

@@ -23,7 +23,8 @@ def test_browse_lazy_folders_and_search(file_vm, queues, world, client, auth) ->
     auth.login(world["acme_member"])
     base = f"/vms/{file_vm.id}/backups/{point.id}/files"
     top = client.get(base)
-    assert top.status_code == 200 and b"/p1" in top.data
+    assert top.status_code == 200 and b'value="/root"' in top.data  # the disks first
+    assert b'value="/root/p1"' in client.get(base + "?path=/root", headers={"HX-Request": "true"}).data
     folder = client.get(base + "?path=/p1/etc", headers={"HX-Request": "true"})
     assert folder.status_code == 200 and b"hostname" in folder.data and b"<html" not in folder.data
     found = client.get(base + "?path=/p1&q=app.log")
