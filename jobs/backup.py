@@ -2,7 +2,9 @@
 
 The disks are the inventory's Disk rows (named as there, read from their sources), all snapshotted under one
 freeze by the engine. A disk the inventory marks missing fails the backup with its name: a point without it
-would look like a whole VM and is not (an operator confirms a removal, or the feed lists the disk again)."""
+would look like a whole VM and is not (someone confirms on the VM page that the disk was removed on purpose,
+and once that takes effect, after its grace period, the disk is no longer the VM's; or the feed lists it
+again)."""
 
 from __future__ import annotations
 
@@ -56,10 +58,13 @@ def vm_disks(vm: VM) -> list[tuple[str, str]]:
     """The (name, source) of every disk of the VM, in the inventory's order; StorageError when one is missing."""
     if not vm.disks:
         raise StorageError("the VM has no disks in the inventory")
-    missing = [f"{d.name} (since {d.missing_since:%Y-%m-%d %H:%M} UTC)" for d in vm.disks if d.missing_since]
+    missing = [f"{d.name} (since {d.missing_since:%Y-%m-%d %H:%M} UTC" + (
+        f"; its removal takes effect {d.deletion_due_at:%Y-%m-%d %H:%M} UTC)" if d.deletion_due_at else ")")
+        for d in vm.disks if d.missing_since]
     if missing:
         raise StorageError(f"disk {', '.join(missing)} of the VM is missing from the inventory feed: not backing "
-                           "up the other disks alone (list the disk in the feed again, or an operator removes it)")
+                           "up the other disks alone (list the disk in the feed again, or confirm on the VM page "
+                           "that it was removed)")
     return [(d.engine_name, d.source) for d in vm.disks]
 
 

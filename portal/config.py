@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "INVENTORY_FILE_DIRS": [],
     "INVENTORY_RBD_POOLS": {},
     # Grace periods before a requested deletion takes effect, by kind of data (days; 0 = at once).
-    "DELETION_GRACE_DAYS": {"backup": 14, "vm": 14, "organisation": 30, "user": 14, "credential": 0},
+    "DELETION_GRACE_DAYS": {"backup": 14, "vm": 14, "organisation": 30, "user": 14, "credential": 0, "disk": 1},
     "HOOK_CHOICES": ["", "fsfreeze", "mysql-flush", "postgres-checkpoint"],
     # name -> shell command, set by the operator, e.g. {"fsfreeze": "virsh domfsfreeze $VM"}
     "HOOK_COMMANDS": {},

@@ -81,7 +81,11 @@ class DiskSchema(ma.Schema):
 class VMDiskSchema(DiskSchema):
     missing_since = UTCDateTime(allow_none=True, metadata={
         "description": "set while the inventory feed no longer lists the disk: the VM's backups fail until it is "
-                       "listed again or an operator removes it"})
+                       "listed again or someone confirms its removal (`POST /vms/{vm}/disks/{id}/removal`)"})
+    id = f.Integer(metadata={"description": "the disk's id (to confirm that a missing disk was removed)"})
+    removal_due_at = UTCDateTime(allow_none=True, metadata={
+        "description": "set when someone confirmed that the missing disk was removed on purpose: then the disk "
+                       "stops being the VM's (its data stays in the older points); undo until then"})
 
 
 class VMSchema(ma.Schema):

@@ -15,7 +15,7 @@ from storage.browse import open_revision_files
 from storage.errors import StorageError
 
 from ..extensions import db
-from ..models import VM, BackupPoint, Organisation
+from ..models import VM, BackupPoint, Disk, Organisation
 from ..services import access, deletions, policies, protection, selection
 from ..services.priority import priority_of
 from ..services.status import statuses
@@ -50,7 +50,8 @@ def vm_json(vm: VM, status: Any = None) -> dict[str, Any]:
         "id": vm.id, "name": vm.name, "organisation": vm.organisation.slug,
         "resource_group": vm.resource_group.name if vm.resource_group else None,
         "environment": vm.environment, "size_bytes": vm.size_bytes,
-        "disks": [{"name": d.name, "size_bytes": d.size_bytes, "missing_since": d.missing_since} for d in vm.disks],
+        "disks": [{"id": d.id, "name": d.name, "size_bytes": d.size_bytes, "missing_since": d.missing_since,
+                   "removal_due_at": d.deletion_due_at} for d in vm.disks],
         "policy": policies.snapshot(policy), "tier": vm.organisation.tier.name if vm.organisation.tier else None,
         "bounds": _bounds_json(bounds), "priority_class": priority.klass, "priority_reason": priority.reason,
         "backup_status": status.state, "last_backup_at": status.last_good, "missing_since": vm.missing_since,
@@ -124,6 +125,49 @@ class VMPolicy(MethodView):
             api_error(403, "only administrators change policies")
         policy = policies.update(user, target, values)  # a PolicyError answers 422 policy_outside_tier
         return policies.snapshot(policy)
+
+
+# -- disks missing from the feed, confirmed removed --------------------------------------------------------
+
+def _disk_of(vm: int, disk: int) -> Disk:
+    target = get_vm(vm)
+    found = next((d for d in target.disks if d.id == disk), None)
+    if found is None:
+        api_error(404, "not found")
+    return found
+
+
+@blp.route("/vms/<id:vm>/disks/<id:disk>/removal")
+class DiskRemoval(MethodView):
+    @require_scope("backups:write")
+    @blp.response(202, s.DeletionSchema)
+    @blp.alt_response(409, schema=ErrorSchema, description="the inventory feed lists the disk (`deletion_refused`)")
+    def post(self, vm: int, disk: int) -> dict[str, Any]:
+        """Confirm that a disk the inventory feed no longer lists was removed from the VM on purpose. It takes
+        effect after the grace period (undo until then): the VM's backups then no longer include the disk, nor
+        fail on it; its data stays in the older backup points until they expire. Audited and announced."""
+        target = _disk_of(vm, disk)
+        deletions.request_deletion(current_user(), target)  # a DeletionError answers its status
+        return _disk_removal(target.id, "will be removed from the VM")
+
+    @require_scope("backups:write")
+    @blp.response(200, s.DeletionSchema)
+    def delete(self, vm: int, disk: int) -> dict[str, Any]:
+        """Undo a confirmed removal before it takes effect."""
+        target = _disk_of(vm, disk)
+        deletions.undo(current_user(), target)
+        return _disk_removal(target.id, "the removal was undone")
+
+
+def _disk_removal(disk_id: int, message: str) -> dict[str, Any]:
+    fresh = db.session.get(Disk, disk_id)
+    if fresh is None:  # a grace of 0 days: already removed
+        return {"kind": "disk", "id": disk_id, "deletion_requested_at": None, "deletion_due_at": None,
+                "message": "removed"}
+    if fresh.deletion_due_at is not None:
+        message = f"{message} at {fresh.deletion_due_at:%Y-%m-%d %H:%M} UTC unless undone"
+    return {"kind": "disk", "id": fresh.id, "deletion_requested_at": fresh.deletion_requested_at,
+            "deletion_due_at": fresh.deletion_due_at, "message": message}
 
 
 # -- backup points ----------------------------------------------------------------------------------------

@@ -60,9 +60,12 @@ def engine_disk_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", name)[:128]
 
 
-class Disk(db.Model):  # type: ignore[name-defined,misc]
+class Disk(Deletable, db.Model):  # type: ignore[name-defined,misc]
     """A disk of a VM from the inventory. ``missing_since`` is set when a sync lists the VM without this disk:
-    never deleted for that (an operator confirms a removal), and a backup of the VM fails while it is set."""
+    never deleted for that, and a backup of the VM fails while it is set. Someone with the right role confirms
+    that such a disk was removed on purpose: a deletion request (``Deletable``: grace, notice, undo); when it
+    takes effect the row goes and the VM's backups no longer include the disk (its data stays in the older
+    points until they expire)."""
 
     __tablename__ = "disks"
     __table_args__ = (UniqueConstraint("vm_id", "name"),)

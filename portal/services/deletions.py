@@ -6,7 +6,9 @@ organisation gets a notice, and only ``purge_due`` (run by the scheduler, or ``l
 acts, after the due time, and every step is an audit row.
 
 Grace periods come from one place, ``app.config["DELETION_GRACE_DAYS"]``, by kind: ``backup``, ``vm``,
-``user``, ``organisation`` (customer data, 14/14/14/30 days by default) and ``credential`` (0: at once).
+``user``, ``organisation`` (customer data, 14/14/14/30 days by default), ``disk`` (1 day: the confirmed removal
+of a disk missing from the feed; no data goes, the VM's backups stop waiting for it) and ``credential`` (0: at
+once).
 A kind configured with 0 days is purged in the same request. A user's *sign-in* is a credential: it stops
 at once when their deletion is requested (``User.is_active`` is false while pending), while the account
 itself waits the ``user`` grace so an undo brings it back intact. Future token models map to ``credential``.
@@ -22,6 +24,11 @@ Who may delete (and undo):
 Objects outside the actor's tenancy are "not found" (404), exactly like ids that do not exist.
 
 What purge does, per kind:
+- disk (a disk of a VM that an inventory sync marked missing, confirmed removed on purpose): only such a disk
+  can be asked for (a disk the feed lists is refused), and when the feed lists it again before the due time
+  the request is cancelled (by the sync, or blocked here). Purge removes the inventory row: the VM's next
+  backups no longer include it, nor fail on it. No storage is touched: its data stays in the older points
+  until retention forgets them. Deferred while a backup or restore of the VM is queued or running.
 - backup point: ``storage.retention.forget`` through the engine (the portal never removes storage itself;
   chunks go later in the engine's gc, after its own grace). A revision protected in the catalog or in the
   engine is *not* forgotten: the deletion is cancelled, the row kept, and why is audited and noticed.
@@ -64,7 +71,18 @@ from storage.repository import Repository, has_repository
 from .. import clock
 from ..errors import DomainError
 from ..extensions import db
-from ..models import VM, BackupPoint, BackupRun, Notice, Organisation, ResourceGroup, Restore, User, Verification
+from ..models import (
+    VM,
+    BackupPoint,
+    BackupRun,
+    Disk,
+    Notice,
+    Organisation,
+    ResourceGroup,
+    Restore,
+    User,
+    Verification,
+)
 from ..models.accounts import CUSTOMER_ADMIN
 from ..models.operations import FireDrill
 from ..models.runs import ACTIVE_STATES
@@ -204,6 +222,12 @@ def find(actor: User, kind: str, obj_id: int) -> Any:
         return access.get_backup(actor, access.get_vm(actor, point.vm_id), obj_id)
     if kind == "vm":
         return access.get_vm(actor, obj_id)
+    if kind == "disk":
+        disk = db.session.get(Disk, obj_id)
+        if disk is None:
+            raise DeletionNotFound("Not found.")
+        access.get_vm(actor, disk.vm_id)  # another tenant's disk: 404
+        return disk
     if kind == "user":
         return access.get_user(actor, obj_id)
     if kind == "organisation":
@@ -221,6 +245,9 @@ def _protected_points(vm_ids: Select[Any] | list[int]) -> list[BackupPoint]:
 def _blocker(obj: Any) -> str | None:
     """A reason the data must not go at all (checked at request time and again at purge time)."""
     kind = kind_of(obj)
+    if kind == "disk" and obj.missing_since is None:
+        return (f"The inventory feed lists disk {obj.name} of {obj.vm.name}: only a disk missing from the feed can "
+                "be confirmed removed (remove it from the VM, and the next sync marks it missing).")
     if kind == "backup" and obj.protected:
         return "This backup point is protected; unprotect it before deleting it."
     if kind == "vm" and _protected_points([obj.id]):
@@ -336,6 +363,9 @@ def _scoped_pending(kind: str, user: User, limit: int) -> list[Any]:
         query = query.join(VM, VM.id == BackupPoint.vm_id)
         query = query.options(joinedload(BackupPoint.vm).joinedload(VM.organisation))
         query = access.scope_to_user(query, VM.organisation_id, user)
+    elif kind == "disk":
+        query = query.join(VM, VM.id == Disk.vm_id).options(joinedload(Disk.vm).joinedload(VM.organisation))
+        query = access.scope_to_user(query, VM.organisation_id, user)
     elif kind == "vm":
         query = access.scope_to_user(query.options(joinedload(VM.organisation)), VM.organisation_id, user)
     elif kind == "user":
@@ -365,7 +395,7 @@ def _entries(rows: list[tuple[str, Any]]) -> list[Pending]:
 
 
 def _org_name(kind: str, obj: Any) -> str:
-    if kind == "backup":
+    if kind in ("backup", "disk"):
         return str(obj.vm.organisation.name)
     if kind == "organisation":
         return str(obj.name)
@@ -578,6 +608,39 @@ def _purge_vm(vm: VM, actor: User | str, moment: datetime) -> None:
             continue  # forgotten by an earlier, interrupted purge
 
 
+def _purge_disk(disk: Disk, actor: User | str, moment: datetime) -> None:
+    """The inventory row goes (the VM's backups stop including the disk); its data stays in the older points."""
+    if disk.missing_since is None:
+        raise _Blocked("the inventory feed lists the disk again")
+    vm = disk.vm
+    _busy(select(Restore.id).where(Restore.vm_id == vm.id), vm.name)
+    running = select(BackupRun.id).where(BackupRun.vm_id == vm.id, BackupRun.state.in_(ACTIVE_STATES))
+    if db.session.scalar(running.limit(1)) is not None:
+        raise _Deferred(f"a backup of {vm.name} is queued or running")
+    audit.record(actor, "deletion.purge", disk, before={"vm": vm.name, "disk": disk.name, "source": disk.source,
+                                                        "size_bytes": disk.size_bytes,
+                                                        "missing_since": disk.missing_since.isoformat()}
+                 | _state(disk), after={"storage": "kept: the disk's data stays in the older backup points"},
+                 organisation_id=vm.organisation_id, label=label_of(disk))
+    _dismiss_notices(disk, moment)
+    vm.disks.remove(disk)  # delete-orphan: the row goes with the flush
+    db.session.flush()
+
+
+def cancel_returned(disk: Disk, actor: str, moment: datetime) -> bool:
+    """A disk whose removal was confirmed is listed by the feed again: the request no longer holds. Cancel it
+    (audited, its notice dismissed; not committed: the sync's transaction). False when none was pending."""
+    if disk.deletion_due_at is None:
+        return False
+    before = _state(disk)
+    disk.deletion_requested_at = disk.deletion_due_at = disk.deletion_requested_by_id = None
+    audit.record(actor, "deletion.cancelled", disk, before=before,
+                 after=_state(disk) | {"reason": "the inventory feed lists the disk again"},
+                 organisation_id=organisation_id_of(disk), label=label_of(disk))
+    _dismiss_notices(disk, moment)
+    return True
+
+
 def _purge_user(user: User, actor: User | str, moment: datetime) -> None:
     before = {"email": user.email, "name": user.name, "role": user.role} | _state(user)
     managed = list(db.session.scalars(select(Organisation).where(Organisation.account_manager_id == user.id)))
@@ -630,4 +693,5 @@ def _purge_organisation(org: Organisation, actor: User | str, moment: datetime) 
     org.account_manager_id = None
 
 
-_PURGERS = {"backup": _purge_backup, "vm": _purge_vm, "user": _purge_user, "organisation": _purge_organisation}
+_PURGERS = {"disk": _purge_disk, "backup": _purge_backup, "vm": _purge_vm, "user": _purge_user,
+            "organisation": _purge_organisation}

@@ -34,7 +34,7 @@ from .. import clock
 from ..errors import DomainError
 from ..extensions import db
 from ..models import ENVIRONMENTS, VM, Disk, InventorySync, Organisation, ResourceGroup, User
-from . import audit, notify
+from . import audit, deletions, notify
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,199}")
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
@@ -215,6 +215,8 @@ def _update_disks(vm: VM, item: FeedVM, now: datetime) -> list[tuple[str, dict[s
             changes.append(("inventory.disk_add", None, after))
             continue
         if disk.missing_since is not None:
+            if deletions.cancel_returned(disk, "system:inventory", now):
+                after = {**after, "removal_cancelled": True}
             changes.append(("inventory.disk_returned", {"disk": name, "missing_since": disk.missing_since.isoformat()},
                             after))
             disk.missing_since = None

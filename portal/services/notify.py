@@ -419,7 +419,7 @@ def deletion_event(kind: str, obj: Any, *, due: datetime | None = None, by_polic
         org_id = deletables.organisation_id_of(obj)
         org = db.session.get(Organisation, org_id) if org_id is not None else None
         what = deletables.kind_of(obj)
-        vm = obj.vm if what == "backup" else (obj if what == "vm" else None)
+        vm = deletables.vm_of(obj)
         label = deletables.label_of(obj)
     except Exception:  # noqa: BLE001 - as event(): never fail the deletion that reported it
         log.exception("deletion notification for %r could not be prepared", obj)
@@ -442,7 +442,7 @@ def deletion_cancelled(obj: Any, *, due: datetime, by_policy: bool, actor: str) 
     """
     try:
         ref = f"{deletables.kind_of(obj)}:{obj.id}"
-        vm = obj.vm if isinstance(obj, BackupPoint) else (obj if isinstance(obj, VM) else None)
+        vm = deletables.vm_of(obj)
         org_id = deletables.organisation_id_of(obj)
         org = db.session.get(Organisation, org_id) if org_id is not None else None
         keys = {_dedup_key(KINDS["deletion.scheduled"], org, vm, {"object": ref})}

@@ -8,7 +8,7 @@ from typing import Any
 
 from portal import clock
 from portal.extensions import db
-from portal.models import Restore
+from portal.models import Disk, Restore
 from portal.services import tokens
 from tests.fixtures.portal import make_point, make_vm
 
@@ -44,6 +44,22 @@ def _pending(w: dict[str, Any]) -> Any:
     return _once(w, "api_pending_point", lambda: make_point(
         _spare_vm(w), revision="20261126T000000Z-000000", deletion_requested_at=now,
         deletion_due_at=now + timedelta(days=14), deletion_requested_by_id=w["acme_admin"].id))
+
+
+def _missing_disk(w: dict[str, Any], key: str, pending: bool = False) -> str:
+    """A disk of the spare VM that the feed no longer lists (confirmed removed already when ``pending``)."""
+    def make() -> Disk:
+        now = clock.now()
+        vm = _spare_vm(w)
+        disk = Disk(vm_id=vm.id, name=key, source=f"rbd:pool/{key}", missing_since=now,
+                    deletion_requested_at=now if pending else None,
+                    deletion_due_at=now + timedelta(days=1) if pending else None)
+        db.session.add(disk)
+        db.session.commit()
+        return disk
+
+    disk = _once(w, key, make)
+    return f"{V1}/vms/{disk.vm_id}/disks/{disk.id}/removal"
 
 
 def _queued_restore(w: dict[str, Any]) -> Restore:
@@ -95,6 +111,13 @@ ROUTES = {
         Case("GET", lambda w: _point(w, w["acme_point"]), ACME_ONLY),
         Case("GET", lambda w: f"{_vm(w)}/backups/{w['globex_point'].id}", api(404)),  # another VM's point
         Case("DELETE", lambda w: _point(w, _doomed(w)), api(202, acme_member=403, globex_admin=404)),
+    ],
+    "api_vms.DiskRemoval": [
+        Case("POST", lambda w: _missing_disk(w, "gone"), api(202, acme_member=403, globex_admin=404)),
+        Case("DELETE", lambda w: _missing_disk(w, "back", pending=True), ADMINS),
+        Case("POST", lambda w: f"{_vm(w)}/disks/{w['acme_vm'].disks[0].id}/removal",
+             api(409, acme_member=403, globex_admin=404)),  # listed by the feed: nothing to confirm
+        Case("POST", lambda w: f"{_vm(w, 'globex_vm')}/disks/{w['acme_vm'].disks[0].id}/removal", api(404)),
     ],
     "api_vms.BackupUndelete": [Case("POST", lambda w: _point(w, _pending(w), "/undelete"), ADMINS)],
     "api_vms.BackupProtect": [Case("POST", lambda w: _point(w, w["acme_point"], "/protect"), ADMINS)],

@@ -11,7 +11,7 @@ from typing import Any
 
 from portal import clock
 from portal.extensions import db
-from portal.models import BackupPoint
+from portal.models import BackupPoint, Disk
 
 from . import Case, everyone, signed_in
 
@@ -35,6 +35,17 @@ def pending(world: dict[str, Any], key: str) -> int:
         obj.deletion_due_at = clock.now() + timedelta(days=14)
         db.session.commit()
     return int(obj.id)
+
+
+def missing_disk(world: dict[str, Any]) -> int:
+    """A disk of acme's staging VM that the feed no longer lists (to confirm it was removed)."""
+    vm_id = world["acme_staging"].id
+    found = Disk.query.filter_by(vm_id=vm_id, name="gone").first()
+    if found is None:
+        found = Disk(vm_id=vm_id, name="gone", source="rbd:pool/gone", missing_since=clock.now())
+        db.session.add(found)
+        db.session.commit()
+    return int(found.id)
 
 
 def _bin_url(world: dict[str, Any]) -> str:
@@ -72,6 +83,8 @@ ROUTES = {
              signed_in(404, globex_admin=403, operator=303)),
         Case("POST", lambda w: f"/recycle/user/{w['operator'].id}/delete",
              signed_in(404, operator=403)),  # staff accounts are operators' business; nobody deletes themselves
+        Case("POST", lambda w: f"/recycle/disk/{missing_disk(w)}/delete",
+             signed_in(303, acme_member=403, globex_admin=404)),
         Case("POST", lambda w: "/recycle/nonsense/1/delete", signed_in(404)),
         Case("GET", lambda w: f"/recycle/user/{w['acme_member'].id}/delete", everyone(405)),
     ],
