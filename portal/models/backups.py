@@ -80,9 +80,9 @@ class BackupPoint(Deletable, db.Model):  # type: ignore[name-defined,misc]
 
     @property
     def browse_disk(self) -> str | None:
-        """The disk that file browsing and file restores read: ``root`` when the point has it, else its first
-        disk; None for a point of one disk (or not read yet), which the engine opens as its only disk.
-        (Browsing starts at one disk until the browser lists the disks; the page says which it shows.)"""
+        """The disk that paths without a disk (``/p1/...``, deprecated) and file restores without one read:
+        ``root`` when the point has it, else its first disk; None for a point of one disk (or not read yet),
+        which the engine opens as its only disk. Browsing itself starts at the disks (``/<disk>/p1/...``)."""
         names = self.disk_names
         if len(names) <= 1:
             return None
