@@ -594,6 +594,8 @@ def _purge_vm(vm: VM, actor: User | str, moment: datetime) -> None:
                  organisation_id=vm.organisation_id, label=label_of(vm))
     for point in points:
         _dismiss_notices(point, moment)
+    for disk in vm.disks:  # a confirmed removal still pending goes with the VM
+        _dismiss_notices(disk, moment)
     _dismiss_notices(vm, moment)
     _drop_job_history(Restore.vm_id == vm.id, BackupRun.vm_id == vm.id)
     db.session.execute(delete(Verification).where(Verification.vm_id == vm.id))

@@ -40,10 +40,10 @@ def _tar_members(data: bytes) -> dict[str, bytes]:
 
 
 def tick_hostname(page: Any, vm_name: str) -> Any:
-    """Sign in as acme's admin, browse the VM's newest backup, tick /p1/etc/hostname; the /p1 item."""
+    """Sign in as acme's admin, browse the VM's newest backup, tick /root/p1/etc/hostname; the p1 item."""
     sign_in(page, "admin@acme.example")
     _browse_first_backup(page, vm_name)
-    partition = _open_folder(page, "p1")
+    partition = _open_folder(page, "p1", within=_open_folder(page, "root"))
     etc = _open_folder(page, "etc", within=partition)
     etc.get_by_label("hostname", exact=True).check()
     return partition
@@ -60,7 +60,7 @@ def test_browse_a_backup_and_download_a_selection(page: Any) -> None:
 def test_restore_a_selection_as_a_job_then_download_it(page: Any) -> None:
     sign_in(page, "admin@acme.example")
     _browse_first_backup(page, "db-1")
-    partition = _open_folder(page, "p1")
+    partition = _open_folder(page, "p1", within=_open_folder(page, "root"))
     partition.get_by_label("etc", exact=True).check()
     page.get_by_role("button", name="Restore selection (as a job)").click()
     page.wait_for_url(re.compile(r"/restores/\d+$"))
@@ -75,7 +75,7 @@ def test_a_finished_restore_shows_its_outcome_not_its_last_step(page: Any) -> No
     """Issue 11: 4. The worker's last step was "archiving"; the page says how it ended."""
     sign_in(page, "admin@acme.example")
     _browse_first_backup(page, "web-1")
-    partition = _open_folder(page, "p1")
+    partition = _open_folder(page, "p1", within=_open_folder(page, "root"))
     etc = _open_folder(page, "etc", within=partition)
     etc.get_by_label("motd", exact=True).check()
     page.get_by_role("button", name="Restore selection (as a job)").click()

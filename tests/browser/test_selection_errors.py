@@ -34,7 +34,7 @@ def test_downloading_nothing_says_so_on_the_page_and_keeps_the_token_out_of_urls
     expect(page.locator("#selection-error")).to_have_text(
         "Nothing is selected: tick the files or folders to download first.")
     expect(page.get_by_role("heading", level=1)).to_contain_text("Files in web-1")  # the page, not a bare 400
-    expect(page.get_by_label("p1", exact=True)).to_be_visible()  # with its tree, ready to tick
+    expect(page.get_by_label("root", exact=True)).to_be_visible()  # with its tree (the disks), ready to tick
     assert seen and not [url for url in seen if "csrf_token" in url], seen
     assert "csrf_token" not in page.url and "?" not in page.url
 

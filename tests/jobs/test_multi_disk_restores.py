@@ -142,7 +142,7 @@ def in_place(vm: Any, point: BackupPoint, world: dict[str, Any], queues: Any, di
     return finished(requested.id)
 
 
-def test_both_disks_in_place_then_undo_puts_both_back(two_disk_vm, queues, world) -> None:
+def test_both_disks_in_place_then_undo_puts_both_back(two_disk_vm, queues, world, client, auth) -> None:
     root, data = disks_of(two_disk_vm)
     point = backed_up(two_disk_vm, queues, world)
     backed = {d.name: disk_bytes(d) for d in (root, data)}
@@ -155,6 +155,10 @@ def test_both_disks_in_place_then_undo_puts_both_back(two_disk_vm, queues, world
     assert sorted(r["disk"] for r in restore.report["disks"]) == ["data", "root"] and restore.report["in_place"]
     safety = restore.safety_point
     assert safety is not None and safety.protected and sorted(safety.disk_names) == ["data", "root"]
+    auth.login(world["acme_admin"])
+    page = client.get(f"/restores/{restore.id}").get_data(as_text=True)
+    for disk in (root, data):
+        assert f"<code>{disk.source[len('file:'):]}</code> (disk {disk.name})" in page
 
     undo = runs.request_undo(world["acme_admin"], restore)
     run_jobs(queues)
