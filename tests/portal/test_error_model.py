@@ -16,7 +16,7 @@ from portal.models import Organisation
 
 SERVICES = Path(portal.services.__file__).parent
 #: exceptions of the services that are not refusals of a request: infrastructure and internal signals
-NOT_REFUSALS = {"NoRedis", "TokenRejected", "UnsafeAddress", "SelectionTooLarge", "_Blocked", "_Deferred"}
+NOT_REFUSALS = {"NoRedis", "TokenRejected", "UnsafeAddress", "SelectionTooLarge", "MixedDisks", "_Blocked", "_Deferred"}
 
 
 class Refused(DomainError):
