@@ -5,7 +5,6 @@ from .audit import AuditEntry
 from .backups import BackupPoint
 from .incidents import Heartbeat, Incident, IncidentUpdate
 from .inventory import ENVIRONMENTS, VM, Disk, InventorySync, Policy, ResourceGroup
-from .notices import Notice
 from .notifications import Notification, NotificationPreference, Webhook
 from .operations import DisasterRestore, DisasterRun, FireDrill
 from .runs import BackupRun, Restore, Verification
@@ -27,7 +26,6 @@ __all__ = [
     "Incident",
     "IncidentUpdate",
     "InventorySync",
-    "Notice",
     "Notification",
     "NotificationPreference",
     "OAuthClient",

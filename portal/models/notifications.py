@@ -5,6 +5,12 @@ and why stays visible after the fact. Channels: ``portal`` (the notification cen
 written), ``email`` (sent by a job, or held for the daily digest) and ``webhook`` (POSTed by a job).
 ``vm_id`` has no foreign key on purpose: a purged VM must not take its notification history with it, nor be
 blocked by it; ``vm_name`` keeps the label.
+
+An organisation's *notice* is a ``portal`` row without a user: the standing message the portal itself shows
+(the upcoming-deletion banner with its Undo, an RPO miss while it lasts, a tier change), so a customer learns
+of a change even when mail is down. It lives until ``expires_at`` or until it is dismissed (``dismissed_at``:
+the deletion undone or done, the VM back within its RPO). People's portal rows are their inbox; the notice is
+the organisation's, so reading one's inbox never hides a banner from the other admins.
 """
 
 from __future__ import annotations
@@ -87,6 +93,8 @@ class Notification(db.Model):  # type: ignore[name-defined,misc]
     created_at: Mapped[datetime] = mapped_column(DateTime, default=clock.now, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
     read_at: Mapped[datetime | None] = mapped_column(DateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime)  # notices: shown until then
+    dismissed_at: Mapped[datetime | None] = mapped_column(DateTime)  # notices: no longer true since then
 
     user: Mapped[User | None] = relationship()
     webhook: Mapped[Webhook | None] = relationship()
@@ -94,6 +102,11 @@ class Notification(db.Model):  # type: ignore[name-defined,misc]
     @property
     def job_id(self) -> str:
         return f"notify-{self.id}"
+
+    @property
+    def message(self) -> str:
+        """A notice's whole text (its body; the subject is the same text cut to one header line)."""
+        return self.body
 
 
 class NotificationPreference(db.Model):  # type: ignore[name-defined,misc]

@@ -76,7 +76,7 @@ from ..models import (
     BackupPoint,
     BackupRun,
     Disk,
-    Notice,
+    Notification,
     Organisation,
     ResourceGroup,
     Restore,
@@ -90,8 +90,6 @@ from . import access, audit, notify
 from .deletables import KINDS, kind_of, label_of, organisation_id_of
 
 #: purge order matters: a VM's points before the VM, VMs before their organisation
-NOTICE_PREFIX = "deletion:"
-BLOCKED_NOTICE = "deletion_blocked"
 SYSTEM_ACTOR = "system:purge"
 
 
@@ -326,22 +324,20 @@ def undo(actor: User, obj: Any, *, now: datetime | None = None) -> Any:
     return obj
 
 
-def _notice_kind(obj: Any) -> str:
-    return f"{NOTICE_PREFIX}{kind_of(obj)}:{obj.id}"[:32]
+def _notice_key(obj: Any) -> str:
+    return f"{kind_of(obj)}:{obj.id}"
 
 
 def _notify(obj: Any, moment: datetime) -> None:
     due = obj.deletion_due_at
     label = label_of(obj)
     message = f"{label[0].upper()}{label[1:]} will be deleted on {due:%Y-%m-%d %H:%M} UTC; undo in the recycle bin."
-    db.session.add(Notice(organisation_id=organisation_id_of(obj), kind=_notice_kind(obj), message=message,
-                          created_at=moment, expires_at=due))
+    notify.notice(notify.DELETION_NOTICE, organisation_id_of(obj), message, key=_notice_key(obj), at=moment,
+                  expires_at=due)
 
 
 def _dismiss_notices(obj: Any, moment: datetime) -> None:
-    query = select(Notice).where(Notice.kind == _notice_kind(obj), Notice.dismissed_at.is_(None))
-    for notice in db.session.scalars(query):
-        notice.dismissed_at = moment
+    notify.dismiss_notices(moment, notify.DELETION_NOTICE, _notice_key(obj))
 
 
 # -- what is pending --------------------------------------------------------------------------------------
@@ -402,7 +398,8 @@ def _org_name(kind: str, obj: Any) -> str:
     return str(obj.organisation.name) if obj.organisation is not None else "(staff)"
 
 
-def upcoming_notices(user: User, *, now: datetime | None = None, within: timedelta | None = None) -> list[Notice]:
+def upcoming_notices(user: User, *, now: datetime | None = None,
+                     within: timedelta | None = None) -> list[Notification]:
     """Deletion notices due within ``within`` (config ``DELETION_NOTICE_HOURS``, 24 h) for the banner.
 
     Shown to the organisation's admins, its account manager and operators; members cannot undo, so they
@@ -412,11 +409,10 @@ def upcoming_notices(user: User, *, now: datetime | None = None, within: timedel
         return []
     moment = now or clock.now()
     window = within or timedelta(hours=float(current_app.config.get("DELETION_NOTICE_HOURS", 24)))
-    query = select(Notice).where(Notice.kind.startswith(NOTICE_PREFIX, autoescape=True),
-                                 Notice.dismissed_at.is_(None), Notice.expires_at > moment,
-                                 Notice.expires_at <= moment + window)
-    query = access.scope_to_user(query, Notice.organisation_id, user)
-    return list(db.session.scalars(query.order_by(Notice.expires_at, Notice.id).limit(20)))
+    query = notify.notices_query(notify.DELETION_NOTICE).where(Notification.expires_at > moment,
+                                                               Notification.expires_at <= moment + window)
+    query = access.scope_to_user(query, Notification.organisation_id, user)
+    return list(db.session.scalars(query.order_by(Notification.expires_at, Notification.id).limit(20)))
 
 
 # -- purge ------------------------------------------------------------------------------------------------
@@ -473,9 +469,8 @@ def _cancel_blocked(kind: str, obj_id: int, actor: User | str, moment: datetime,
     audit.record(actor, "deletion.blocked", obj, before=before, after=_state(obj) | {"reason": reason},
                  organisation_id=organisation_id_of(obj), label=label)
     _dismiss_notices(obj, moment)
-    db.session.add(Notice(organisation_id=organisation_id_of(obj), kind=BLOCKED_NOTICE, created_at=moment,
-                          expires_at=moment + timedelta(days=14),
-                          message=f"{label[0].upper()}{label[1:]} was not deleted: {reason}"))
+    notify.notice(notify.BLOCKED_NOTICE, organisation_id_of(obj), f"{label[0].upper()}{label[1:]} was not deleted: "
+                  f"{reason}", key=_notice_key(obj), at=moment, expires_at=moment + timedelta(days=14))
     db.session.commit()
 
 
@@ -688,9 +683,7 @@ def _purge_organisation(org: Organisation, actor: User | str, moment: datetime) 
     for vm in vms:
         _purge_vm(vm, actor, moment)
     db.session.execute(delete(ResourceGroup).where(ResourceGroup.organisation_id == org.id))
-    for notice in db.session.scalars(select(Notice).where(Notice.organisation_id == org.id,
-                                                          Notice.dismissed_at.is_(None))):
-        notice.dismissed_at = moment
+    notify.dismiss_notices(moment, organisation_id=org.id)
     org.deletion_due_at = None
     org.account_manager_id = None
 

@@ -21,6 +21,12 @@ VM listing its points (``policy_deletions_scheduled``), and a policy deletion's 
 (``deletion.imminent``) reaches people once per VM and day (``POLICY_PEOPLE_WINDOW``); webhooks still get
 one reminder per point. Deletions people asked for keep one event and one reminder per object.
 
+Notices are the same rows addressed to an organisation rather than a person (``portal``, no user; see
+``portal.models.notifications``): ``notice()`` adds one inside the caller's transaction, ``dismiss_notices()``
+ends them, ``open_notices()`` reads them. Kinds: ``deletion.scheduled`` (the banner, expiring when the
+deletion is due; key: the object), ``deletion.blocked``, ``rpo.missed`` (one per episode; key: the VM) and
+``tier.changed``.
+
 ``tick(now)`` runs from the scheduler every minute: RPO about to be missed, deletion reminders a day ahead,
 the daily digests, and the reconciler that re-queues sends Redis lost (and moves due retries into the queue
 when workers run without RQ's scheduler).
@@ -36,7 +42,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, Select, func, select
 
 from .. import clock
 from ..errors import DomainError
@@ -451,7 +457,7 @@ def deletion_cancelled(obj: Any, *, due: datetime, by_policy: bool, actor: str) 
         now = clock.now()
         for row in db.session.scalars(select(Notification).where(
                 Notification.kind.in_(("deletion.scheduled", "deletion.imminent")), Notification.channel == "portal",
-                Notification.dedup_key.in_(keys), Notification.read_at.is_(None))):
+                Notification.user_id.is_not(None), Notification.dedup_key.in_(keys), Notification.read_at.is_(None))):
             row.read_at = now
         db.session.commit()
     except Exception:  # noqa: BLE001 - as event(): never fail the undo that reported it
@@ -657,3 +663,56 @@ def own_notification(user: User, notification_id: int) -> Notification | None:
                                                         Notification.user_id == user.id,
                                                         Notification.channel == "portal"))
 
+
+
+# -- organisation notices ---------------------------------------------------------------------------------
+
+NOTICE_CHANNEL = "portal"
+DELETION_NOTICE, BLOCKED_NOTICE, RPO_NOTICE, TIER_NOTICE = ("deletion.scheduled", "deletion.blocked", "rpo.missed",
+                                                            "tier.changed")
+
+
+def notice(kind: str, organisation_id: int | None, message: str, *, key: str = "", vm: VM | None = None,
+           at: datetime | None = None, expires_at: datetime | None = None) -> Notification:
+    """Add the organisation's notice ``kind`` (``key`` tells two of one kind apart) to the session.
+
+    Part of the caller's transaction, so nothing is committed here: a tier change and its notice, or a
+    deletion request and its banner, land together or not at all.
+    """
+    moment = at or clock.now()
+    row = Notification(organisation_id=organisation_id, user_id=None, channel=NOTICE_CHANNEL, kind=kind,
+                       dedup_key=key[:120], vm_id=vm.id if vm is not None else None,
+                       vm_name=vm.name if vm is not None else "", subject=" ".join(message.split())[:300],
+                       body=message, details={}, state=SENT, sent_at=moment, created_at=moment,
+                       expires_at=expires_at)
+    db.session.add(row)
+    return row
+
+
+def notices_query(kind: str | None = None, key: str | None = None, *,
+                  organisation_id: int | None = None) -> Select[tuple[Notification]]:
+    """Notices not dismissed, of ``kind`` and ``key`` and ``organisation_id`` where given."""
+    query = select(Notification).where(Notification.channel == NOTICE_CHANNEL, Notification.user_id.is_(None),
+                                       Notification.dismissed_at.is_(None))
+    if kind is not None:
+        query = query.where(Notification.kind == kind)
+    if key is not None:
+        query = query.where(Notification.dedup_key == key)
+    if organisation_id is not None:
+        query = query.where(Notification.organisation_id == organisation_id)
+    return query
+
+
+def open_notices(kind: str | None = None, key: str | None = None, *,
+                 organisation_id: int | None = None) -> list[Notification]:
+    return list(db.session.scalars(notices_query(kind, key, organisation_id=organisation_id)
+                                   .order_by(Notification.id)))
+
+
+def dismiss_notices(moment: datetime, kind: str | None = None, key: str | None = None, *,
+                    organisation_id: int | None = None) -> int:
+    """End the matching notices (no longer true); in the caller's transaction. Returns how many."""
+    found = open_notices(kind, key, organisation_id=organisation_id)
+    for row in found:
+        row.dismissed_at = moment
+    return len(found)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from ..extensions import db
-from ..models import VM, BackupRun, Notice, Restore, Verification
+from ..models import VM, BackupRun, Restore, Verification
 from ..models.runs import ACTIVE_STATES, DONE, FAILED, QUEUED, RUNNING
 from . import disaster, drills, notify, queue, ranking, runs, verification
 from .status import statuses
@@ -112,18 +112,16 @@ def _request_backups(now: datetime, result: TickResult) -> None:
 
 def _rpo_notices(now: datetime, result: TickResult) -> None:
     missed = rpo_misses(now)
+    open_episodes = {row.vm_id: row for row in notify.open_notices(notify.RPO_NOTICE)}
     for vm in missed:
-        kind = f"rpo_missed:{vm.id}"
-        if db.session.scalar(select(Notice).where(Notice.kind == kind, Notice.dismissed_at.is_(None))) is None:
-            db.session.add(Notice(organisation_id=vm.organisation_id, kind=kind, created_at=now,
-                                  message=f"{vm.name} has no good backup within its RPO of "
-                                          f"{vm.policy.rpo_minutes} minutes"))  # type: ignore[union-attr]
+        if vm.id not in open_episodes and vm.policy is not None:  # rpo_misses() returns VMs with a policy
+            notify.notice(notify.RPO_NOTICE, vm.organisation_id, f"{vm.name} has no good backup within its RPO of "
+                          f"{vm.policy.rpo_minutes} minutes", key=f"vm:{vm.id}", vm=vm, at=now)
             result.rpo_missed.append(vm.id)
     missed_ids = {vm.id for vm in missed}
-    for notice in db.session.scalars(select(Notice).where(Notice.kind.like("rpo_missed:%"),
-                                                          Notice.dismissed_at.is_(None))):
-        if int(notice.kind.split(":")[1]) not in missed_ids:
-            notice.dismissed_at = now  # back within its RPO
+    for vm_id, row in open_episodes.items():
+        if vm_id not in missed_ids:
+            row.dismissed_at = now  # back within its RPO
     db.session.commit()
 
 

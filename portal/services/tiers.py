@@ -3,7 +3,7 @@
 A tier is a product the provider sells, shared by every organisation on it. Tightening a tier (or moving an
 organisation to a smaller one) must never leave policies that promise more than the tier pays for, so both
 paths clamp the affected VMs' policies, audit each change with its before/after values, and leave the
-organisation a Notice that says what was clamped: the customer learns it in the portal, not from a missed
+organisation a notice that says what was clamped: the customer learns it in the portal, not from a missed
 restore. Both re-rank the organisations' queued restores (``ranking.rerank``): the tier's class decides theirs.
 
 Also here: the account managers' read-only views over tiers, compliance (VMs beyond their RPO) and coverage
@@ -22,10 +22,10 @@ from sqlalchemy.orm import joinedload
 from .. import clock
 from ..errors import DomainError
 from ..extensions import db
-from ..models import VM, Notice, Organisation, Policy, SlaTier, User
+from ..models import VM, Notification, Organisation, Policy, SlaTier, User
 from ..models.accounts import PRIORITY_CLASSES
 from ..security import one_line
-from . import access, audit, policies, ranking
+from . import access, audit, notify, policies, ranking
 from .status import BackupStatus, statuses
 
 #: What a tier form may set, in display order.
@@ -142,7 +142,7 @@ def _describe_tier_change(before: dict[str, Any], changed: dict[str, Any]) -> st
 def assign(actor: User, org: Organisation, tier: SlaTier | None) -> dict[str, dict[str, tuple[Any, Any]]]:
     """Move ``org`` to ``tier`` and clamp its VMs' policies to it; return the clamps by VM name.
 
-    The audit row carries the old and new tier and the date it took effect; the organisation gets a Notice.
+    The audit row carries the old and new tier and the date it took effect; the organisation gets a notice.
     """
     old = org.tier
     if (old.id if old else None) == (tier.id if tier else None):
@@ -179,7 +179,7 @@ def _clamp_organisation(actor: User, org: Organisation) -> dict[str, dict[str, t
     return result
 
 
-def _notify(org: Organisation, headline: str, clamped: dict[str, dict[str, tuple[Any, Any]]]) -> Notice:
+def _notify(org: Organisation, headline: str, clamped: dict[str, dict[str, tuple[Any, Any]]]) -> Notification:
     """Tell the organisation what changed, naming each clamped VM (up to a limit, then a count)."""
     if not clamped:
         body = "No VM policy needed changing."
@@ -189,9 +189,7 @@ def _notify(org: Organisation, headline: str, clamped: dict[str, dict[str, tuple
         if len(clamped) > NOTICE_VM_LIMIT:
             lines.append(f"and {len(clamped) - NOTICE_VM_LIMIT} more VMs")
         body = f"{len(clamped)} VM policies were brought within the tier: " + "; ".join(lines) + "."
-    notice = Notice(organisation_id=org.id, kind="tier_change", message=f"{headline} {body}")
-    db.session.add(notice)
-    return notice
+    return notify.notice(notify.TIER_NOTICE, org.id, f"{headline} {body}", key=f"org:{org.id}")
 
 
 def _label(field: str) -> str:

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 
 from ..auth.guards import login_required
 from ..extensions import db
-from ..models import Notice
+from ..models import Notification
 from ..security import same_site_path
 from ..services import deletables, deletions
 from ..services.deletions import DeletionError
@@ -33,7 +33,7 @@ PLACES = ("bin", "vm", "point")
 def _deletion_helpers() -> dict[str, Any]:
     """Template helpers for the delete/undo controls and the banner; queries run only when a template calls."""
 
-    def notices() -> list[Notice]:
+    def notices() -> list[Notification]:
         if not current_user.is_authenticated:
             return []
         return deletions.upcoming_notices(current_user)

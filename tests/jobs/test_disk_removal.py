@@ -12,10 +12,11 @@ import pytest
 
 from portal import clock
 from portal.extensions import db
-from portal.models import AuditEntry, BackupRun, Disk, Notice
+from portal.models import AuditEntry, BackupRun, Disk
 from portal.services import deletions, inventory, runs, tokens
 from portal.services.status import statuses
 from tests.fixtures.jobs import run_jobs
+from tests.fixtures.portal import notices
 
 from .test_jobs import backed_up
 from .test_multi_disk import MiB, disk_bytes, restored
@@ -75,7 +76,7 @@ def test_a_confirmed_removal_takes_effect_after_the_grace_and_the_data_stays(two
     disk = data_disk(vm)
     assert disk is not None and disk.deletion_due_at is not None  # not yet: the grace period first
     assert AuditEntry.query.filter_by(action="deletion.request", object_type="disk", object_id=disk.id).count() == 1
-    assert Notice.query.filter(Notice.kind == f"deletion:disk:{disk.id}").count() == 1
+    assert notices(kind="deletion.scheduled", dedup_key=f"disk:{disk.id}").count() == 1
     assert "confirmed removed, takes effect" in client.get(f"/vms/{vm.id}").get_data(as_text=True)
     still = backup_run(vm, world, queues)
     assert still.state == "failed" and "removal takes effect" in still.error
@@ -122,7 +123,7 @@ def test_a_disk_the_feed_lists_again_is_never_removed(two_disk_vm, queues, world
     disk = data_disk(vm)
     assert disk is not None and disk.missing_since is None and disk.deletion_due_at is None
     assert AuditEntry.query.filter_by(action="deletion.cancelled", object_type="disk").count() == 1
-    assert Notice.query.filter(Notice.kind == f"deletion:disk:{disk.id}", Notice.dismissed_at.is_(None)).count() == 0
+    assert notices(kind="deletion.scheduled", dedup_key=f"disk:{disk.id}", dismissed_at=None).count() == 0
 
     sync_without(vm, "data")  # missing again, confirmed again, and back before the purge runs
     deletions.request_deletion(world["acme_admin"], data_disk(vm))

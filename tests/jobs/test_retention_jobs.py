@@ -12,11 +12,12 @@ import pytest
 from jobs.retention import select_kept
 from portal import clock
 from portal.extensions import db
-from portal.models import AuditEntry, BackupPoint, Notice, Policy
+from portal.models import AuditEntry, BackupPoint, Policy
 from portal.services import deletions
 from storage import clock as storage_clock
 from storage.repository import Repository
 from storage.retention import set_protected
+from tests.fixtures.portal import notices
 
 from .test_jobs import backed_up
 
@@ -92,7 +93,7 @@ def test_points_out_of_retention_are_scheduled_with_grace_then_purged(vm, queues
     assert point.deletion_due_at == DAY0 + timedelta(days=3) + deletions.grace_for("backup")
     entry = AuditEntry.query.filter_by(action="deletion.request", object_id=point.id).one()
     assert entry.actor == "system:retention" and entry.after["reason"] == "out of the VM's retention policy"
-    assert Notice.query.filter_by(kind=f"deletion:backup:{point.id}").count() == 1
+    assert notices(kind="deletion.scheduled", dedup_key=f"backup:{point.id}").count() == 1
 
     root = app.config["STORAGE_ROOT"]
     assert len(Repository.open(root, vm.repository_name).revisions()) == 5  # nothing forgotten yet

@@ -6,9 +6,10 @@ from datetime import timedelta
 
 from portal import clock
 from portal.extensions import db
-from portal.models import BackupRun, Notice, Restore
+from portal.models import BackupRun, Restore
 from portal.services import runs, schedule
 from tests.fixtures.jobs import run_jobs
+from tests.fixtures.portal import notices
 
 
 def test_exactly_the_due_backups_are_enqueued(world, queues) -> None:
@@ -42,7 +43,7 @@ def test_rpo_misses_raise_one_notice_until_back_within(world, queues) -> None:
     later = clock.now() + timedelta(hours=3)
     assert world["acme_vm"].id in schedule.tick(later).rpo_missed
     assert schedule.tick(later).rpo_missed == []  # still missed: no second notice
-    notice = Notice.query.filter_by(kind=f"rpo_missed:{world['acme_vm'].id}").one()
+    notice = notices(kind="rpo.missed", dedup_key=f"vm:{world['acme_vm'].id}").one()
     assert notice.dismissed_at is None and "RPO of 120 minutes" in notice.message
 
 
@@ -82,7 +83,7 @@ def test_a_tick_without_redis_still_records_rpo_misses_and_says_what_failed(worl
     later = clock.now() + timedelta(hours=3)  # web-1 (RPO 120 min) is late
     result = schedule.tick(later)
     assert world["acme_vm"].id in result.rpo_missed
-    assert Notice.query.filter_by(kind=f"rpo_missed:{world['acme_vm'].id}").count() == 1
+    assert notices(kind="rpo.missed", dedup_key=f"vm:{world['acme_vm'].id}").count() == 1
     assert any(e.startswith("backups: ") for e in result.errors) and any(e.startswith("reconcile: ")
                                                                         for e in result.errors)
     assert BackupRun.query.filter_by(vm_id=world["acme_vm"].id).count() == 1  # the row is there for the reconciler

@@ -16,13 +16,13 @@ from flask import Flask
 
 from portal import clock
 from portal.extensions import db
-from portal.models import VM, AuditEntry, BackupPoint, BackupRun, Notice, Organisation, Restore, User
+from portal.models import VM, AuditEntry, BackupPoint, BackupRun, Organisation, Restore, User
 from portal.services import catalog, deletions
 from portal.services.deletions import DeletionError, DeletionForbidden, DeletionNotFound
 from storage import backup as engine_backup
 from storage import retention
 from storage.repository import Repository
-from tests.fixtures.portal import make_user
+from tests.fixtures.portal import make_user, notices
 
 T0 = datetime(2030, 1, 6, 12, 0, tzinfo=UTC)
 NAIVE_T0 = T0.replace(tzinfo=None)
@@ -87,8 +87,9 @@ def test_request_puts_it_in_the_bin_with_the_grace_of_its_kind(world, key: str, 
     assert entry.organisation_id == world["acme"].id
     assert entry.before["deletion_due_at"] is None and entry.after["kind"] == kind
     assert entry.after["deletion_due_at"] == (NAIVE_T0 + timedelta(days=days)).isoformat()
-    notice = Notice.query.one()
-    assert notice.organisation_id == world["acme"].id and notice.kind == f"deletion:{kind}:{obj.id}"
+    notice = notices().one()
+    assert notice.organisation_id == world["acme"].id
+    assert (notice.kind, notice.dedup_key) == ("deletion.scheduled", f"{kind}:{obj.id}")
     assert notice.expires_at == obj.deletion_due_at and "undo in the recycle bin" in notice.message
     assert (NAIVE_T0 + timedelta(days=days)).strftime("%Y-%m-%d") in notice.message
     assert [e.obj.id for e in deletions.pending_for(world["acme_admin"])] == [obj.id]
@@ -118,7 +119,7 @@ def test_undo_restores_and_is_audited(world) -> None:
     entry = AuditEntry.query.filter_by(action="deletion.undo").one()
     assert entry.before["deletion_due_at"] == (NAIVE_T0 + timedelta(days=14)).isoformat()
     assert entry.after["deletion_due_at"] is None
-    assert Notice.query.one().dismissed_at == NAIVE_T0 + timedelta(days=3)
+    assert notices().one().dismissed_at == NAIVE_T0 + timedelta(days=3)
     assert deletions.pending_for(world["acme_admin"]) == []
     later(days=30)
     assert deletions.purge_due().purged == []
@@ -146,7 +147,7 @@ def test_purge_before_due_does_nothing_after_due_forgets_the_revision(app, world
     entry = AuditEntry.query.filter_by(action="deletion.purge").one()
     assert entry.actor == "system:purge" and entry.before["revision"] == first.revision
     assert entry.after == {"storage": "forgotten"} and entry.organisation_id == world["acme"].id
-    assert Notice.query.one().dismissed_at is not None
+    assert notices().one().dismissed_at is not None
 
 
 def test_a_revision_protected_in_the_engine_is_kept(app, world, tmp_path) -> None:
@@ -161,7 +162,7 @@ def test_a_revision_protected_in_the_engine_is_kept(app, world, tmp_path) -> Non
     assert kept is not None and kept.protected and kept.deletion_due_at is None
     entry = AuditEntry.query.filter_by(action="deletion.blocked").one()
     assert "protected" in entry.after["reason"]
-    assert Notice.query.filter_by(kind="deletion_blocked").one().organisation_id == world["acme"].id
+    assert notices(kind="deletion.blocked").one().organisation_id == world["acme"].id
     assert deletions.purge_due(later(days=30).replace(tzinfo=None)).blocked == []  # asked once, answered once
 
 

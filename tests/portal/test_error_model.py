@@ -9,6 +9,8 @@ import inspect
 import pkgutil
 from pathlib import Path
 
+import pytest
+
 import portal.services
 from portal.errors import DomainError, NotFound
 from portal.extensions import db
@@ -50,6 +52,7 @@ def test_services_never_abort_or_build_answers() -> None:
     assert offenders == []
 
 
+@pytest.mark.own_app  # registers routes of its own
 def test_a_refusal_no_view_catches_is_a_page_and_json_with_its_status(app, client, auth, world) -> None:
     def refuse() -> str:
         db.session.add(Organisation(slug="half-made", name="Half made"))

@@ -12,9 +12,9 @@ from sqlalchemy import select, update
 
 from portal import clock
 from portal.extensions import db
-from portal.models import VM, AuditEntry, BackupPoint, InventorySync, Notice, Organisation, Policy, SlaTier
+from portal.models import VM, AuditEntry, BackupPoint, InventorySync, Organisation, Policy, SlaTier
 from portal.services import audit, tiers
-from tests.fixtures.portal import make_org, make_tier, make_vm
+from tests.fixtures.portal import make_org, make_tier, make_vm, notices
 
 TIER = {"name": "Gold", "min_rpo_minutes": "30", "max_keep_hourly": "12", "max_keep_daily": "14",
         "max_keep_weekly": "8", "max_keep_monthly": "6", "restore_priority": "high", "rto_minutes": "120",
@@ -97,9 +97,9 @@ def test_editing_a_tier_clamps_every_organisation_on_it(client, auth, world, fix
     clamp = AuditEntry.query.filter_by(action="policy.clamp").one()
     assert clamp.object_id == vm.id and clamp.before == {"rpo_minutes": 15, "keep_hourly": 48}
     assert clamp.after == {"rpo_minutes": 60, "keep_hourly": 24}
-    notice = Notice.query.filter_by(organisation_id=world["acme"].id).one()
+    notice = notices(organisation_id=world["acme"].id).one()
     assert "2024-06-01" in notice.message and "web-1" in notice.message and "15 → 60" in notice.message
-    assert Notice.query.filter_by(organisation_id=world["globex"].id).count() == 0  # not on this tier
+    assert notices(organisation_id=world["globex"].id).count() == 0  # not on this tier
 
 
 def test_bad_tier_edit_changes_nothing(client, auth, world) -> None:
@@ -108,7 +108,7 @@ def test_bad_tier_edit_changes_nothing(client, auth, world) -> None:
     assert done.status_code == 422 and b"another tier already has this name" in done.data
     db.session.expire_all()
     assert db.session.get(SlaTier, world["premium"].id).name == "Premium"
-    assert AuditEntry.query.count() == 0 and Notice.query.count() == 0
+    assert AuditEntry.query.count() == 0 and notices().count() == 0
 
 
 # -- customers and tier changes --------------------------------------------------------------------------
@@ -134,7 +134,7 @@ def test_changing_a_customers_tier_clamps_audits_and_notifies(client, auth, worl
     assert set(clamps) == {"web-1", "staging-api"}
     assert clamps["staging-api"].before["business_critical"] is True
     assert clamps["staging-api"].after["business_critical"] is False
-    notice = Notice.query.filter_by(organisation_id=acme.id, kind="tier_change").one()
+    notice = notices(organisation_id=acme.id, kind="tier.changed").one()
     assert "from Premium to Basic on 2024-06-01" in notice.message
     assert "staging-api" in notice.message and "business-critical True → False" in notice.message
     page = client.get("/manage/customers")
@@ -148,7 +148,7 @@ def test_tier_change_that_clamps_nothing_still_tells_the_customer(client, auth, 
     assert client.post(f"/manage/customers/{world['acme'].id}/tier",
                        data={"tier_id": str(generous.id)}).status_code == 303
     assert AuditEntry.query.filter_by(action="policy.clamp").count() == 0
-    assert "No VM policy needed changing" in Notice.query.one().message
+    assert "No VM policy needed changing" in notices().one().message
 
 
 def test_tier_change_by_htmx_answers_the_row(client, auth, world) -> None:
@@ -166,7 +166,7 @@ def test_tier_change_to_an_unknown_tier_is_refused(client, auth, world, value) -
     assert done.status_code == 422 and b"Choose one of the tiers" in done.data
     db.session.expire_all()
     assert db.session.get(Organisation, world["acme"].id).tier_id == world["premium"].id
-    assert AuditEntry.query.count() == 0 and Notice.query.count() == 0
+    assert AuditEntry.query.count() == 0 and notices().count() == 0
 
 
 def test_manager_cannot_change_another_managers_customer(client, auth, world) -> None:

@@ -7,6 +7,7 @@ the checks compare against the original image file, byte for byte.
 from __future__ import annotations
 
 import http.client
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,9 +29,21 @@ pytestmark = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(scope="module")
+def _backed_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str]:
+    """The image (built with sfdisk and mkfs) and its backup, made once for the module."""
+    base = tmp_path_factory.mktemp("served")
+    image, revision = backed_up_disk(base / "work", base / "root")
+    return base / "root", image, revision
+
+
 @pytest.fixture
-def disk(tmp_path: Path, root: Path) -> tuple[Path, str]:
-    return backed_up_disk(tmp_path / "work", root)
+def disk(root: Path, _backed_up: tuple[Path, Path, str]) -> tuple[Path, str]:
+    """The image (only ever read here) and a copy of its repository of the test's own under ``root``: the
+    tests damage chunks."""
+    template, image, revision = _backed_up
+    shutil.copytree(template, root)
+    return image, revision
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """issue 14: a disk missing from the feed confirmed removed, through the deletion mechanism (grace, undo)
 
-Revision ID: 0014_h14
-Revises: 0012_issue12
+Revision ID: 0014_issue14
+Revises: 0013_issue13
 Create Date: 2026-12-04 19:00:00
 
 """
@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = '0014_h14'
-down_revision = '0012_issue12'
+revision = '0014_issue14'
+down_revision = '0013_issue13'
 branch_labels = None
 depends_on = None
 
