@@ -6,6 +6,11 @@ serves it, so a worker that dies never strands a VM running from the image), ope
 hydrate with progress on the row, commit. A retried job (its worker died, or hydration failed while a client
 had the image open) finds the image and continues where Ceph stands. A hydration that fails while nobody uses
 the image aborts the migration, which removes the image.
+
+Usable first (``target["usable_first"]``, a disaster run's instant strategy): the job, taken from the
+``restore-usable`` queue, stops once the image is usable: the row goes back to queued ("usable; hydration
+queued") with the id of a second job, which ``jobs.restore`` queues on the class's queue after the VM lock is
+released. That job finds the migration prepared and hydrates; the reconciler re-queues either by the row.
 """
 
 from __future__ import annotations
@@ -27,8 +32,19 @@ def target_of(row: Restore) -> str:
     return f"rbd:{row.vm.disks[0].source[len('rbd:'):]}-restore-{row.id}"
 
 
-def run(row: Restore, config: dict[str, Any]) -> None:
-    """Make the image usable, hydrate it, commit; the caller holds the VM lock and marks the row."""
+HYDRATION_QUEUED = "usable; hydration queued"
+
+
+def hydration_job_id(row: Restore) -> str:
+    return f"restore-{row.id}-hydrate"
+
+
+def run(row: Restore, config: dict[str, Any]) -> bool:
+    """Make the image usable, hydrate it, commit; the caller holds the VM lock and marks the row.
+
+    False when the row asked to be usable first and the image just became usable: the row is queued again
+    for its hydration job, which the caller enqueues (``hydration_job_id``) and must not mark the row.
+    """
     target = row.output_path or target_of(row)
     row.output_path = target
     revision = Repository.open(str(config["STORAGE_ROOT"]), row.vm.repository_name).resolve(row.backup_point.revision)
@@ -48,6 +64,10 @@ def run(row: Restore, config: dict[str, Any]) -> None:
         row.phase = "usable; hydrating"
         row.bytes_total = revision.size
         db.session.commit()
+        if (row.target or {}).get("usable_first") and row.job_id != hydration_job_id(row) and state is not None:
+            row.state, row.phase, row.job_id, row.attempts = "queued", HYDRATION_QUEUED, hydration_job_id(row), 0
+            db.session.commit()
+            return False
         if state in ("new", "prepared", "executing"):
             writer = ProgressWriter(row)
             _step(migration, lambda: hydrate(
@@ -65,6 +85,7 @@ def run(row: Restore, config: dict[str, Any]) -> None:
     row.report = {**(row.report or {}), "target": target, "revision": revision.id, "bytes": revision.size,
                   "damaged": [list(r) for r in damaged],
                   "hydrated_bytes": revision.size - sum(end - start for start, end in zero_runs(revision))}
+    return True
 
 
 class HydrationInterrupted(Exception):

@@ -52,7 +52,13 @@ def request_backup(vm: VM, actor: User | str = "system:scheduler") -> BackupRun:
 
 
 def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: list[str] | None = None,
-                    target: dict[str, Any] | None = None, disk: str = "") -> Restore:
+                    target: dict[str, Any] | None = None, disk: str = "", usable_first: bool = False) -> Restore:
+    """Commit the restore row (audited), then queue its job.
+
+    ``usable_first`` (instant restores, disaster mode): the job that makes the image usable waits on the
+    ``restore-usable`` queue, ahead of every class, and hands the hydration to a second job on the class's
+    queue (``jobs.instant``), so a whole fleet is usable before any hydration takes a worker.
+    """
     if kind not in KINDS:
         raise RestoreError("kind must be 'full', 'files' or 'instant'")
     if point.vm_id != vm.id:
@@ -77,6 +83,8 @@ def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: l
                       target=target or {"type": "new"}, priority_class=priority.klass,
                       priority_reason=priority.reason, requested_by_id=actor.id, state=QUEUED, disk=disk,
                       source_secret=secrets.token_urlsafe(32) if kind == "instant" else "")
+    if usable_first and kind == "instant":
+        restore.target = {**restore.target, "usable_first": True}
     db.session.add(restore)
     db.session.flush()
     restore.job_id = f"restore-{restore.id}"
@@ -84,10 +92,25 @@ def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: l
                                                        "class": priority.klass, "target": restore.target,
                                                        **({"disk": disk} if disk else {})})
     db.session.commit()
-    queue.enqueue(queue.restore_queue(restore.priority_class), "jobs.restore.run_restore", restore.id,
-                  job_id=restore.job_id)
+    queue.enqueue(queue.queue_of(restore), "jobs.restore.run_restore", restore.id, job_id=restore.job_id)
     notify.event("restore.queued", vm.organisation, vm=vm, restore=restore.id, kind=kind, priority=priority.klass)
     return restore
+
+
+NOT_SET_UP = ("instant restores are not set up here (the operator sets INSTANT_SOURCE_URL, the portal's address "
+              "as the hypervisors reach it); choose a full restore")
+
+
+def instant_refusal(vm: VM) -> str | None:
+    """Why the VM cannot be restored instantly (its disks are not where Ceph's live migration works), or None.
+
+    The disaster planner asks this per VM, to fall back to a copy restore and say why.
+    """
+    if not vm.disks or not vm.disks[0].source.startswith("rbd:"):
+        return "an instant restore needs a VM whose disk is a Ceph RBD image; choose a full restore"
+    if len(vm.disks) > 1:
+        return "an instant restore of a VM with several disks is not supported yet; choose a full restore"
+    return None
 
 
 def check_instant(vm: VM, target: dict[str, Any]) -> None:
@@ -97,16 +120,13 @@ def check_instant(vm: VM, target: dict[str, Any]) -> None:
     target, and INSTANT_SOURCE_URL: the address at which the hypervisors reach the web app that serves the
     backup point until the image is hydrated.
     """
-    if not vm.disks or not vm.disks[0].source.startswith("rbd:"):
-        raise RestoreError("an instant restore needs a VM whose disk is a Ceph RBD image; choose a full restore")
-    if len(vm.disks) > 1:
-        raise RestoreError("an instant restore of a VM with several disks is not supported yet; choose a full "
-                           "restore")
+    refusal = instant_refusal(vm)
+    if refusal:
+        raise RestoreError(refusal)
     if target.get("type", "new") != "new":
         raise RestoreError("an instant restore makes a new image beside the original; it cannot go in place")
     if not current_app.config.get("INSTANT_SOURCE_URL"):
-        raise RestoreError("instant restores are not set up here (the operator sets INSTANT_SOURCE_URL, the "
-                           "portal's address as the hypervisors reach it); choose a full restore")
+        raise RestoreError(NOT_SET_UP)
 
 
 PARTITION_PATH = re.compile(r'^/p[0-9]+(/[^/"\\\n\r]+)*/?\Z')
@@ -175,8 +195,12 @@ def request_undo(actor: User, restore: Restore) -> Restore:
 
 
 def cancel_restore(actor: User, restore: Restore) -> bool:
-    """Cancel a restore that has not started; a running one is not interrupted (it may be half-written)."""
-    if restore.state != QUEUED:
+    """Cancel a restore that has not started; a running one is not interrupted (it may be half-written).
+
+    An instant restore whose image is usable and whose hydration waits is not cancelled either: a VM may run
+    from the image, which needs its source until it is hydrated.
+    """
+    if restore.state != QUEUED or restore.usable_at is not None:
         return False
     restore.state = CANCELLED
     audit.record(actor, "restore.cancel", restore.vm, after={"restore": restore.id})
