@@ -382,6 +382,7 @@ class ClassProgress:
     usable: int = 0  # VMs usable already: instant ones with their image usable, copies done
     usable_at: datetime | None = None  # when the latest of those became usable
     usable_left: float | None = 0.0  # seconds until the rest are usable (projected); None: unknown
+    unusable: int = 0  # VMs that will not become usable in this run (failed or cancelled before they were)
 
     @property
     def total(self) -> int:
@@ -390,11 +391,6 @@ class ClassProgress:
     @property
     def active(self) -> bool:
         return self.counts["queued"] + self.counts["running"] > 0
-
-    @property
-    def unusable(self) -> int:
-        """VMs that will not become usable in this run (their restore failed or was cancelled first)."""
-        return self.total - self.usable - self.counts["queued"] - self.counts["running"]
 
     @property
     def all_usable(self) -> bool:
@@ -504,7 +500,9 @@ def class_progress(restores: list[Restore], workers: int) -> list[ClassProgress]
         if became is not None:
             progress.usable += 1
             progress.usable_at = became if progress.usable_at is None else max(progress.usable_at, became)
-        elif restore.state in ACTIVE_STATES:
+        elif restore.state not in ACTIVE_STATES:
+            progress.unusable += 1
+        else:
             left = usable_in.get(restore.id) if restore.kind == "instant" else \
                 (projection[restore.id].seconds_left if restore.id in projection else None)
             progress.usable_left = _latest(progress.usable_left, left)
