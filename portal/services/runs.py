@@ -68,7 +68,7 @@ def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: l
     if disk and point.disks is not None and disk not in point.disk_names:
         raise RestoreError(f"that backup point has no disk {disk!r} (it has {', '.join(point.disk_names)})")
     if kind == "instant":
-        check_instant(vm, target or {})
+        check_instant(vm, target or {}, disk)
     if (target or {}).get("type") == "in_place":
         check_in_place(actor, vm, kind)
     if (target or {}).get("type") == "in_vm":
@@ -101,30 +101,41 @@ NOT_SET_UP = ("instant restores are not set up here (the operator sets INSTANT_S
               "as the hypervisors reach it); choose a full restore")
 
 
-def instant_refusal(vm: VM) -> str | None:
-    """Why the VM cannot be restored instantly (its disks are not where Ceph's live migration works), or None.
+def instant_refusal(vm: VM, disk: str = "") -> str | None:
+    """Why the VM (its disk ``disk``) cannot be restored instantly, or None: every disk restored must be a Ceph
+    RBD image (each becomes its own live migration into a new image).
 
     The disaster planner asks this per VM, to fall back to a copy restore and say why.
     """
-    if not vm.disks or not vm.disks[0].source.startswith("rbd:"):
+    disks = [d for d in vm.disks if not disk or d.name == disk]
+    if not disks:
         return "an instant restore needs a VM whose disk is a Ceph RBD image; choose a full restore"
-    if len(vm.disks) > 1:
-        return "an instant restore of a VM with several disks is not supported yet; choose a full restore"
+    others = [d.name for d in disks if not d.source.startswith("rbd:")]
+    if len(vm.disks) == 1 and others:
+        return "an instant restore needs a VM whose disk is a Ceph RBD image; choose a full restore"
+    if others:
+        return (f"an instant restore needs Ceph RBD images, and disk(s) {', '.join(others)} are not; choose a full "
+                "restore (or restore instantly only a disk on RBD)")
     return None
 
 
-def check_instant(vm: VM, target: dict[str, Any]) -> None:
+def check_instant(vm: VM, target: dict[str, Any], disk: str = "") -> None:
     """Refuse an instant restore that cannot happen here, before any row is written.
 
     It needs a VM on an RBD image (Ceph's import-only live migration makes the new image), a new image as the
     target, and INSTANT_SOURCE_URL: the address at which the hypervisors reach the web app that serves the
-    backup point until the image is hydrated.
+    backup point until the image is hydrated. In place (the original image moved aside after a safety backup,
+    the restored one taking its name) only for a VM of one disk.
     """
-    refusal = instant_refusal(vm)
+    refusal = instant_refusal(vm, disk)
     if refusal:
         raise RestoreError(refusal)
-    if target.get("type", "new") != "new":
-        raise RestoreError("an instant restore makes a new image beside the original; it cannot go in place")
+    kind = target.get("type", "new")
+    if kind not in ("new", "in_place"):
+        raise RestoreError("an instant restore makes a new image, beside the original or in its place")
+    if kind == "in_place" and len(vm.disks) > 1:
+        raise RestoreError("an instant restore in place of a VM with several disks is not supported yet: restore "
+                           "its disks instantly to new images instead")
     if not current_app.config.get("INSTANT_SOURCE_URL"):
         raise RestoreError(NOT_SET_UP)
 
@@ -148,7 +159,7 @@ def check_in_place(actor: User, vm: VM, kind: str) -> None:
     """
     if not may_restore_in_place(actor):
         raise RestoreForbidden(IN_PLACE_FORBIDDEN)
-    if kind != "full":
+    if kind not in ("full", "instant"):
         raise RestoreError("an in-place restore puts back the whole disk: choose a full restore")
     if not vm.disks:
         raise RestoreError("the VM has no disk in the inventory to restore over")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from flask import Response, abort, redirect, render_template, request, send_file, url_for
+from flask import Response, abort, current_app, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
@@ -58,8 +58,10 @@ def confirm_in_place(vm_id: int, backup_id: int) -> str | tuple[str, int]:
 
 
 def _in_place_page(vm: VM, point: BackupPoint, error: str = "") -> str:
+    instant = (len(vm.disks) == 1 and vm.disks[0].source.startswith("rbd:")
+               and bool(current_app.config.get("INSTANT_SOURCE_URL")))
     return render_template("restore_in_place.html", vm=vm, point=point, error=error,
-                           disk=vm.disks[0].source if vm.disks else "")
+                           disk=vm.disks[0].source if vm.disks else "", instant_in_place=instant)
 
 
 @bp.route("/restores/<int:restore_id>/undo", methods=["POST"])

@@ -60,8 +60,12 @@ class RbdMigration:
 
     # --- what is there
 
-    def exists(self) -> bool:
-        return self.name in self._rbd.RBD().list(self.ioctx)
+    def exists(self, name: str | None = None) -> bool:
+        return (name or self.name) in self._rbd.RBD().list(self.ioctx)
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename an image of the pool (an instant restore in place moves the original aside, or back)."""
+        self._call(f"rename {old} to {new}", lambda: self._rbd.RBD().rename(self.ioctx, old, new))
 
     def state(self) -> str | None:
         """``prepared``, ``executing``, ``executed``…; None when the image is absent or not migrating."""
@@ -75,17 +79,18 @@ class RbdMigration:
                  for name in ("preparing", "prepared", "executing", "executed", "aborting", "error")}
         return names.get(status["state"], "unknown")
 
-    def watchers(self) -> int:
-        """How many clients have the image open (a running VM is one), asked of its header object.
+    def watchers(self, name: str | None = None) -> int:
+        """How many clients have the image (or ``name``) open (a running VM is one), asked of its header object.
 
         Not through librbd: opening an unfinished import opens its source, and the question matters most
         when the source is gone. The python-rados binding cannot list watchers; the ``rados`` CLI can.
         """
+        name = name or self.name
         ids = {entry["name"]: entry["id"] for entry in self._rbd.RBD().list2(self.ioctx)}
-        if self.name not in ids:
+        if name not in ids:
             return 0
         try:
-            done = subprocess.run(["rados", "-p", self.spec.pool, "listwatchers", f"rbd_header.{ids[self.name]}"],
+            done = subprocess.run(["rados", "-p", self.spec.pool, "listwatchers", f"rbd_header.{ids[name]}"],
                                   capture_output=True, text=True, timeout=60, check=False)
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise InstantRestoreFailed(str(self.spec), f"cannot ask who uses the image: {exc}") from None
