@@ -36,7 +36,7 @@ from storage.errors import StorageError
 from storage.instant import abort_unless_in_use, hydrate, zero_runs
 from storage.manifest import Revision
 from storage.repository import Repository
-from storage.targets.migration import InstantRestoreFailed, RbdMigration
+from storage.targets.migration import SOURCE_TIMEOUT, InstantRestoreFailed, RbdMigration
 
 from . import safety
 from .context import ProgressWriter
@@ -108,7 +108,8 @@ def run(row: Restore, config: dict[str, Any]) -> bool:
                       "disks": [{"disk": d.name, "target": d.target} for d in disks]}
     db.session.commit()
     with ExitStack() as stack:
-        migrations = [stack.enter_context(RbdMigration(d.target)) for d in disks]
+        timeout = float(config.get("INSTANT_SOURCE_TIMEOUT") or SOURCE_TIMEOUT)
+        migrations = [stack.enter_context(RbdMigration(d.target, timeout=timeout)) for d in disks]
         states: list[str | None] = []
         for disk, migration in zip(disks, migrations, strict=True):
             states.append(_make_usable(row, disk, migration, migrations))
