@@ -180,8 +180,8 @@ class RestoreRequestSchema(Strict):
                    validate=v.Length(max=1000), metadata={"description": "absolute paths (kind `files`)"})
     target = f.Nested(TargetSchema, load_default=lambda: {"type": "new"})
     disk = f.String(load_default="", validate=v.Length(max=128), metadata={
-        "description": "kind `full`: restore only this disk of the point (its name in the backup's `disks`); "
-                       "without it every disk, one output each"})
+        "description": "kinds `full` and `instant`: restore only this disk of the point (its name in the "
+                       "backup's `disks`); without it every disk, one output (image) each"})
 
 
 class RestoreSchema(ma.Schema):
