@@ -21,7 +21,7 @@ import os
 
 from portal.extensions import db
 from portal.models import Restore
-from portal.services import disaster, notify, runs
+from portal.services import disaster, notify, queue, runs
 from storage.browse import open_revision_disk
 from storage.errors import StorageError
 from storage.files import archive
@@ -37,20 +37,27 @@ def run_restore(restore_id: int) -> str:
         row = db.session.get(Restore, restore_id)
         if row is None or row.state not in ("queued", "running"):
             return "skipped"  # cancelled before it started
+        resumed = row.usable_at is not None  # an instant restore's hydration (or its resume): said already
         mark_started(row)
-        notify.event("restore.started", row.vm.organisation, vm=row.vm, restore=row.id, kind=row.kind)
+        if not resumed:
+            notify.event("restore.started", row.vm.organisation, vm=row.vm, restore=row.id, kind=row.kind)
         try:
             def waiting() -> None:
                 row.phase = "waiting for the VM"
                 db.session.commit()
 
+            finished = True
             with vm_lock(row.vm_id, on_wait=waiting):
                 if row.kind == "instant":
-                    instant.run(row, flask_app.config)
+                    finished = instant.run(row, flask_app.config)
                 elif row.kind == "full":
                     _full(row, flask_app.config)
                 else:
                     _files(row, flask_app.config)
+            if not finished:  # usable first: the hydration is the next job's (the row says queued already)
+                queue.enqueue(queue.restore_queue(row.priority_class), "jobs.restore.run_restore", row.id,
+                              job_id=row.job_id)
+                return row.output_path
             mark_finished(row, "done")
             notify.event("restore.finished", row.vm.organisation, vm=row.vm, restore=row.id, kind=row.kind)
             disaster.close_if_finished(row.id)  # the last restore of a disaster run ends it

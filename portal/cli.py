@@ -199,6 +199,40 @@ def token_revoke(prefix: str) -> None:
     click.echo(f"revoked {found[0].prefix}")
 
 
+@main.command("instant-source")
+@click.option("--listen", default="127.0.0.1:8765", show_default=True, metavar="HOST:PORT",
+              help="Where to serve (port 0: any free port; printed).")
+def instant_source(listen: str) -> None:
+    """Serve the HTTP source of instant restores with keep-alive, until SIGTERM or Ctrl-C.
+
+    Ceph's librbd does not cope with a server that closes the connection after each answer (werkzeug, gunicorn
+    sync workers): point INSTANT_SOURCE_URL at this (http://host:port as the hypervisors reach it).
+    """
+    import signal
+
+    from portal.app import create_app
+    from portal.instant_source import SourceServer
+
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        click.echo(f"lifeboat: error: --listen must be HOST:PORT, not {listen!r}", err=True)
+        sys.exit(2)
+    try:
+        app = create_app()
+        server = SourceServer(app, host.strip("[]"), int(port))
+    except (RuntimeError, OSError) as exc:
+        click.echo(f"lifeboat: error: {exc}", err=True)
+        sys.exit(2)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    click.echo(f"instant restore source on http://{host}:{server.server_port}", err=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 @main.group()
 def demo() -> None:
     """Demo data for `make run`."""

@@ -43,6 +43,9 @@ DEFAULTS: dict[str, Any] = {
     # http://backup.example.net:5000; the web app serves the backup point there while the image hydrates.
     # Empty: instant restores are refused with that reason.
     "INSTANT_SOURCE_URL": "",
+    # Seconds that source may take to answer before an instant restore's prepare (or open) fails: librbd's HTTP
+    # client has no timeout of its own, and a source that never answers would hang the worker.
+    "INSTANT_SOURCE_TIMEOUT": 30,
     # The most file data one download of a selection streams (bytes; 0: no limit): a sparse file can claim terabytes.
     "DOWNLOAD_MAX_BYTES": 16 * 1024**3,
     # Each worker writes a restore at most this fast (MiB/s; 0 = no limit), to leave the storage network room.

@@ -236,7 +236,7 @@ def redis_metrics(config: Any, now: datetime) -> Iterator[Metric]:
     connection = redis_connection(config)
     try:
         length = GaugeMetricFamily("lifeboat_queue_length", "Jobs waiting in each queue (strict priority order: "
-                                   "restore-critical first).", labels=["queue"])
+                                   "restore-usable first).", labels=["queue"])
         running = GaugeMetricFamily("lifeboat_queue_running", "Jobs a worker is running, per queue.",
                                     labels=["queue"])
         failed = GaugeMetricFamily("lifeboat_queue_failed", "Jobs in each queue's failed registry.",

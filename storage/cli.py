@@ -431,11 +431,13 @@ def serve_command(root: str, vm: str, revision: str, http_address: Any, nbd_addr
 @click.option("--url-base", metavar="URL",
               help="The address the hypervisors reach that server at (http://name:port), if not --listen's.")
 @click.option("--abort", "abort", is_flag=True, help="Remove an interrupted instant restore's image instead.")
+@click.option("--source-timeout", type=click.FloatRange(min=0.1, max=3600), default=30.0, show_default=True,
+              metavar="SECONDS", help="Give up when the source (as Ceph reaches it) does not answer this fast.")
 @wait_option
 @json_option
 @reports_errors
 def instant_restore_command(root: str, vm: str, revision: str, target: str, listen: Any, url_base: str | None,
-                            abort: bool, wait: float | None, as_json: bool) -> None:
+                            abort: bool, source_timeout: float, wait: float | None, as_json: bool) -> None:
     """Make TARGET (rbd:POOL/IMAGE) usable from REVISION at once, then hydrate it and commit.
 
     Prints {"event": "ready", ...} the moment the image can be opened, progress while Ceph copies the rest,
@@ -461,7 +463,8 @@ def instant_restore_command(root: str, vm: str, revision: str, target: str, list
         sys.stdout.flush()
 
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as Ctrl-C does: cleanly, resumable
-    result = instant_restore(root, vm, revision, target, listen=listen, url_base=url_base, events=show, wait=wait)
+    result = instant_restore(root, vm, revision, target, listen=listen, url_base=url_base, events=show, wait=wait,
+                             source_timeout=source_timeout)
     damaged = "; ".join(f"{s}-{e}" for s, e in result.damaged)
     emit(as_json, result.as_dict(),
          f"{result.image} hydrated and committed: usable after {result.ready_seconds} s, done after "

@@ -41,7 +41,7 @@ from .fsutil import read_regular, write_json_atomic
 from .manifest import Range, Revision
 from .repository import Repository
 from .serve import Address, Serving
-from .targets.migration import InstantRestoreFailed, RbdMigration
+from .targets.migration import SOURCE_TIMEOUT, InstantRestoreFailed, RbdMigration
 
 Event = Callable[[dict[str, Any]], None]
 #: how long an interrupted hydration may take to notice that its source refuses
@@ -128,12 +128,16 @@ def _plan(migration: RbdMigration, path: str, vm: str, revision_id: str) -> dict
 
 def instant_restore(root: str, vm: str, revision_id: str, target_spec: str, *, listen: Address,
                     url_base: str | None = None, events: Event | None = None,
-                    wait: float | None = None) -> InstantResult:
-    """Serve the revision, make ``rbd:POOL/IMAGE`` usable from it, hydrate and commit; or resume that."""
+                    wait: float | None = None, source_timeout: float = SOURCE_TIMEOUT) -> InstantResult:
+    """Serve the revision, make ``rbd:POOL/IMAGE`` usable from it, hydrate and commit; or resume that.
+
+    ``source_timeout``: how long the source may take to answer before prepare (or the open) gives up with an
+    error (librbd itself would wait for ever: ``storage.targets.migration``).
+    """
     started = time.monotonic()
     emit = events or (lambda doc: None)
     repo = Repository.open(root, vm)
-    with RbdMigration(target_spec) as migration:
+    with RbdMigration(target_spec, timeout=source_timeout) as migration:
         revision = repo.resolve(revision_id)
         path = state_path(repo, migration)
         record = _plan(migration, path, vm, revision.id if revision_id != "latest" else "latest")
@@ -166,7 +170,12 @@ def _run(migration: RbdMigration, serving: Serving, revision: Revision, record: 
             os.makedirs(os.path.dirname(path), exist_ok=True)
             write_json_atomic(path, {"vm": revision.vm, "revision": revision.id, "url": url,
                                      "image": result.image})
-            migration.prepare(url, zero_runs(revision))
+            try:
+                migration.prepare(url, zero_runs(revision))
+            except StorageError:
+                if not migration.exists():
+                    os.unlink(path)  # nothing was made: no record of it either
+                raise
         _or_abort(migration, path, migration.probe)
     elif state is not None:
         migration.probe()

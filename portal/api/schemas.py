@@ -188,9 +188,9 @@ class RestoreRequestSchema(Strict):
                                                                          "on one disk"})
     target = f.Nested(TargetSchema, load_default=lambda: {"type": "new"})
     disk = f.String(load_default="", validate=v.Length(max=128), metadata={
-        "description": "kind `full`: restore only this disk of the point (its name in the backup's `disks`); "
-                       "without it every disk, one output each (in place too). Kind `files`: the disk of `paths` "
-                       "(implied by `/DISK/...` paths)"})
+        "description": "kinds `full` and `instant`: restore only this disk of the point (its name in the "
+                       "backup's `disks`); without it every disk, one output (image) each (in place too). Kind "
+                       "`files`: the disk of `paths` (implied by `/DISK/...` paths)"})
 
 
 class RestoreSchema(ma.Schema):

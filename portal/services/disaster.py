@@ -7,11 +7,19 @@
   point wins over newer unverified ones when it is at most one RPO older than the newest usable point, so
   preferring integrity never costs more data than the customer already accepted as their RPO.
 - **Order**: the restore priority rules (``priority.sort_key``: class, tier RTO, smaller VMs first).
+- **Strategy**: ``copy`` restores every VM by copying its disks back (a full restore each). ``instant`` first
+  makes every VM usable straight from its backup (an instant restore's first step, seconds each, on the
+  ``restore-usable`` queue ahead of every class, in plan order), then hydrates them in priority order on the
+  class queues (a second job per VM). A VM whose disks Ceph's live migration cannot take (not on RBD) falls
+  back to a copy restore; the plan, the run and the board say so per VM, with the reason.
 - **Projection**: each VM's restore takes size / measured throughput (recent full restores and fire
   drills, per worker); ``workers`` restores run at once, each worker taking the next VM in order when it
-  is free (list scheduling). A class's expected completion is when its last VM finishes; it is compared
-  with the tier's RTO target, counted from the start of the run. Before anything was measured the times
-  are unknown (None), not guessed.
+  is free (list scheduling). Instant: the usable steps take the measured seconds of recent instant restores
+  each, all of them first; hydrations (at the measured hydration throughput) and fallback copies follow in
+  plan order on the workers as they come free. A VM is usable when its usable step (instant) or its copy is
+  done; a class's expected completion is when its last VM is usable (that is what the tier's RTO target,
+  counted from the start of the run, is compared with) and, for instant, its hydration ends later. Before
+  anything was measured the times are unknown (None), not guessed.
 
 The planner is read-only; ``start`` commits the run row and audits it, opens the customers' incident, then
 requests each restore through ``runs.request_restore`` (row committed, then enqueued on its priority's
@@ -33,6 +41,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from flask import current_app
 from sqlalchemy import Select, select
 from sqlalchemy.orm import joinedload
 
@@ -56,6 +65,7 @@ log = logging.getLogger(__name__)
 
 RECENT = 20  # measured restores and drills that make up the throughput
 SHOWN = 200  # restores listed one by one on the board
+STRATEGIES = ("copy", "instant")
 
 
 class DisasterError(DomainError, ValueError):
@@ -145,6 +155,19 @@ def choose_point(points: Sequence[BackupPoint], rpo_minutes: int | None) -> Back
 
 # -- the plan --------------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Speeds:
+    """What the projections are made of, all measured here; None: nothing measured yet."""
+
+    copy: float | None  # bytes/second of one full restore (recent full restores and fire drills)
+    hydration: float | None  # bytes/second of one hydration (recent finished instant restores)
+    usable: float | None  # seconds until an instant restore's image is usable (recent instant restores)
+
+
+def speeds(copy: float | None = None) -> Speeds:
+    return Speeds(copy or eta.throughput(), eta.hydration_throughput(), eta.usable_seconds())
+
+
 @dataclass
 class Entry:
     vm: VM
@@ -152,6 +175,9 @@ class Entry:
     priority: Priority
     size: int
     finish_seconds: float | None = 0.0  # None: unknown (nothing measured yet)
+    method: str = "copy"  # copy | instant: how this VM is restored
+    fallback: str = ""  # the instant strategy restores this VM by copy: why
+    usable_seconds: float | None = 0.0  # when the VM is usable (instant: its first step; copy: its copy done)
 
     @property
     def rto_minutes(self) -> int | None:
@@ -169,12 +195,14 @@ class Group:
     vms: int = 0
     bytes: int = 0
     finish_seconds: float | None = 0.0
+    usable_seconds: float | None = 0.0  # when its last VM is usable (copy: the same as finish_seconds)
 
     @property
     def meets_rto(self) -> bool | None:
-        if self.rto_minutes is None or self.finish_seconds is None:
+        """The tier's RTO is about service: met when the class's VMs are usable (hydration may go on)."""
+        if self.rto_minutes is None or self.usable_seconds is None:
             return None
-        return self.finish_seconds <= self.rto_minutes * 60
+        return self.usable_seconds <= self.rto_minutes * 60
 
 
 @dataclass
@@ -183,6 +211,8 @@ class Plan:
     at: datetime
     workers: int
     bytes_per_second: float | None  # None: nothing measured yet, the times are unknown
+    strategy: str = "copy"
+    speeds: Speeds = Speeds(None, None, None)
     entries: list[Entry] = field(default_factory=list)
     missing: list[VM] = field(default_factory=list)  # no usable point at or before ``at``
     busy: list[VM] = field(default_factory=list)  # a restore of the VM is already queued or running
@@ -199,6 +229,7 @@ class Plan:
             group.vms += 1
             group.bytes += entry.size
             group.finish_seconds = _latest(group.finish_seconds, entry.finish_seconds)
+            group.usable_seconds = _latest(group.usable_seconds, entry.usable_seconds)
         return groups
 
     @property
@@ -208,21 +239,37 @@ class Plan:
             total = _latest(total, entry.finish_seconds)
         return total
 
+    @property
+    def usable_total_seconds(self) -> float | None:
+        """When every VM of the plan is usable."""
+        total: float | None = 0.0
+        for entry in self.entries:
+            total = _latest(total, entry.usable_seconds)
+        return total
+
+    @property
+    def copies(self) -> list[Entry]:
+        """The VMs the instant strategy restores by copy (with the reason)."""
+        return [e for e in self.entries if e.fallback]
+
 
 def _latest(a: float | None, b: float | None) -> float | None:
     """The later of two finishing times; unknown when either is."""
     return None if a is None or b is None else max(a, b)
 
 
-def plan(scope: Scope, at: datetime, workers: int, bytes_per_second: float | None = None) -> Plan:
+def plan(scope: Scope, at: datetime, workers: int, bytes_per_second: float | None = None,
+         strategy: str = "copy", measured: Speeds | None = None) -> Plan:
     if not 1 <= workers <= 1000:
         raise DisasterError("workers must be between 1 and 1000")
-    speed = bytes_per_second or eta.throughput()
-    result = Plan(scope, at, workers, speed)
+    if strategy not in STRATEGIES:
+        raise DisasterError("the strategy must be copy or instant")
+    found = measured or speeds(bytes_per_second)
+    result = Plan(scope, at, workers, found.copy, strategy, found)
     vms = vms_in(scope)
     points = usable_points([vm.id for vm in vms], at)
     restoring = set(db.session.scalars(select(Restore.vm_id).where(Restore.state.in_(ACTIVE_STATES),
-                                                                   Restore.kind == "full")))
+                                                                   Restore.kind.in_(("full", "instant")))))
     for vm in sorted(vms, key=lambda v: (*sort_key(v), v.id)):
         point = choose_point(points[vm.id], vm.policy.rpo_minutes if vm.policy else None)
         if point is None:
@@ -230,16 +277,48 @@ def plan(scope: Scope, at: datetime, workers: int, bytes_per_second: float | Non
         elif vm.id in restoring:
             result.busy.append(vm)
         else:
-            result.entries.append(Entry(vm, point, priority_of(vm), point.size_bytes or vm.size_bytes))
-    for entry, finish in zip(result.entries, eta.project([e.size for e in result.entries], workers, speed),
-                             strict=True):
-        entry.finish_seconds = finish
+            result.entries.append(_entry(vm, point, strategy))
+    project(result.entries, workers, found)
     return result
 
 
-def start(actor: User, scope: Scope, at: datetime, workers: int) -> DisasterRun:
+def _entry(vm: VM, point: BackupPoint, strategy: str) -> Entry:
+    entry = Entry(vm, point, priority_of(vm), point.size_bytes or vm.size_bytes)
+    if strategy == "instant":
+        refusal = runs.instant_refusal(vm)
+        entry.method, entry.fallback = ("copy", f"copy restore: {refusal}") if refusal else ("instant", "")
+    return entry
+
+
+def project(entries: list[Entry], workers: int, measured: Speeds) -> None:
+    """Set when each entry is usable and done, in seconds from the start (see the module doc)."""
+    instant = [e for e in entries if e.method == "instant"]
+    free: list[float] = []
+    if instant:
+        if measured.usable is None:
+            for entry in entries:
+                entry.usable_seconds = entry.finish_seconds = None
+            return
+        usable, free = eta.schedule([measured.usable] * len(instant), workers)
+        for entry, at in zip(instant, usable, strict=True):
+            entry.usable_seconds = at
+    rates = [measured.hydration if e.method == "instant" else measured.copy for e in entries]
+    if any(rate is None for rate in rates):
+        finishes: list[float | None] = [None] * len(entries)
+    else:
+        finishes = list(eta.schedule([max(e.size, 0) / rate for e, rate in zip(entries, rates, strict=True)
+                                      if rate is not None], workers, free)[0])
+    for entry, finish in zip(entries, finishes, strict=True):
+        entry.finish_seconds = finish
+        if entry.method == "copy":
+            entry.usable_seconds = finish
+
+
+def start(actor: User, scope: Scope, at: datetime, workers: int, strategy: str = "copy") -> DisasterRun:
     """Commit the run (audited), then request every restore of the plan in its order."""
-    planned = plan(scope, at, workers)
+    if strategy == "instant" and not current_app.config.get("INSTANT_SOURCE_URL"):
+        raise DisasterError(runs.NOT_SET_UP.replace("choose a full restore", "choose the copy strategy"))
+    planned = plan(scope, at, workers, strategy=strategy)
     if not planned.entries:
         raise DisasterError("nothing to restore: no VM in this scope has a usable backup point"
                             + (" that is not already being restored" if planned.busy else ""))
@@ -247,28 +326,34 @@ def start(actor: User, scope: Scope, at: datetime, workers: int) -> DisasterRun:
                       workers=workers, bytes_per_second=planned.bytes_per_second or 0.0, started_by_id=actor.id,
                       started_by=actor.email, created_at=clock.now(),
                       summary={"planned": len(planned.entries), "missing": [vm.id for vm in planned.missing],
-                               "busy": [vm.id for vm in planned.busy], "skipped": []})
+                               "busy": [vm.id for vm in planned.busy], "skipped": [], "strategy": strategy,
+                               "copies": [{"vm": e.vm.id, "name": e.vm.name, "reason": e.fallback}
+                                          for e in planned.copies]})
     db.session.add(run)
     db.session.flush()
     audit.record(actor, "disaster.start", run, label=f"disaster run {run.id}: {scope.label}",
                  organisation_id=int(scope.value) if scope.kind == "organisation" else None,
                  after={"scope": scope.key, "point_in_time": at.isoformat(), "workers": workers,
-                        "vms": len(planned.entries), "missing": len(planned.missing)})
+                        "vms": len(planned.entries), "missing": len(planned.missing), "strategy": strategy})
     db.session.commit()
     # Customers in scope see a banner and their VMs' places in the queue on their status page.
+    how = ("most critical first: every VM is made usable straight from its backup within seconds, then its data "
+           "is copied back in the background (hydration), in the same order" if strategy == "instant"
+           else "most critical first")
     incident = incidents.open_incident(
         "disaster", f"Disaster recovery: restoring {scope.label}", actor,
         organisation_ids=[int(scope.value)] if scope.kind == "organisation" else None,
         pool=scope.value if scope.kind == "pool" else None,
         message=f"We are restoring {len(planned.entries)} VM(s) from backups taken at or before "
-                f"{at:%Y-%m-%d %H:%M} UTC, most critical first. Your VMs' places in the queue and their ETAs "
+                f"{at:%Y-%m-%d %H:%M} UTC, {how}. Your VMs' places in the queue and their ETAs "
                 "are on this page.")
     run.summary = {**run.summary, "incident": incident.id}
     db.session.commit()
     skipped = []
     for position, entry in enumerate(planned.entries, 1):
         try:
-            restore = runs.request_restore(actor, entry.vm, entry.point, "full")
+            restore = runs.request_restore(actor, entry.vm, entry.point, entry.method if entry.method == "instant"
+                                           else "full", usable_first=entry.method == "instant")
         except runs.RestoreError as exc:
             db.session.rollback()
             skipped.append({"vm": entry.vm.id, "reason": str(exc)})
@@ -293,6 +378,11 @@ class ClassProgress:
     bytes_total: int = 0
     seconds_left: float | None = 0.0  # None: unknown (nothing measured yet)
     finished_at: datetime | None = None
+    instant: int = 0  # restores of the class made usable first (the rest are copies)
+    usable: int = 0  # VMs usable already: instant ones with their image usable, copies done
+    usable_at: datetime | None = None  # when the latest of those became usable
+    usable_left: float | None = 0.0  # seconds until the rest are usable (projected); None: unknown
+    unusable: int = 0  # VMs that will not become usable in this run (failed or cancelled before they were)
 
     @property
     def total(self) -> int:
@@ -301,6 +391,16 @@ class ClassProgress:
     @property
     def active(self) -> bool:
         return self.counts["queued"] + self.counts["running"] > 0
+
+    @property
+    def all_usable(self) -> bool:
+        return self.usable + self.unusable == self.total
+
+    def usable_expected(self) -> datetime | None:
+        """When the class's VMs are (or were) all usable: measured once they are, projected until then."""
+        if self.all_usable:
+            return self.usable_at
+        return None if self.usable_left is None else clock.now() + timedelta(seconds=self.usable_left)
 
 
 @dataclass
@@ -312,6 +412,15 @@ class Board:
     @property
     def active(self) -> bool:
         return any(c.active for c in self.classes)
+
+    @property
+    def strategy(self) -> str:
+        return str((self.run.summary or {}).get("strategy") or "copy")
+
+    @property
+    def copies(self) -> list[dict[str, Any]]:
+        """The VMs an instant run restores by copy, with the reason (as planned)."""
+        return list((self.run.summary or {}).get("copies") or [])
 
     @property
     def unfinished(self) -> list[tuple[int, Restore]]:
@@ -332,7 +441,9 @@ class Board:
         return progress.finished_at
 
     def on_track(self, progress: ClassProgress) -> bool | None:
-        deadline, expected = self.deadline(progress), self.expected(progress)
+        """Against the RTO: the class usable (instant: images usable; copy: restores done) by the deadline."""
+        deadline = self.deadline(progress)
+        expected = progress.usable_expected() if self.strategy == "instant" else self.expected(progress)
         return None if deadline is None or expected is None else expected <= deadline
 
 
@@ -347,10 +458,32 @@ def restores_of(run: DisasterRun) -> list[tuple[int, Restore]]:
 
 def board(run: DisasterRun) -> Board:
     restores = restores_of(run)
+    return Board(run, class_progress([r for _, r in restores], run.workers), restores)
+
+
+def usable_time(restore: Restore) -> datetime | None:
+    """When the restored VM could first run: its image usable (instant), its copy done (full)."""
+    if restore.kind == "instant":
+        return restore.usable_at
+    return restore.finished_at if restore.state == DONE else None
+
+
+def class_progress(restores: list[Restore], workers: int) -> list[ClassProgress]:
+    """Per class (in order): counts, bytes, when the VMs became (or become) usable, when they are done.
+
+    ``restores`` in plan order. The instant restores not usable yet are projected as the ``restore-usable``
+    queue runs them: in this order, ``workers`` at a time, the measured seconds each; copies (and hydrations)
+    by the queue model of ``eta.queue``.
+    """
     speed = eta.throughput()
-    projection = eta.queue(run.workers, speed) if any(r.state in ACTIVE_STATES for _, r in restores) else {}
+    active = any(r.state in ACTIVE_STATES for r in restores)
+    projection = eta.queue(workers, speed) if active else {}
+    pending = [r for r in restores if r.kind == "instant" and r.usable_at is None and r.state in ACTIVE_STATES]
+    step = eta.usable_seconds() if pending else None
+    usable_in = dict(zip((r.id for r in pending), eta.schedule([step] * len(pending), workers)[0], strict=True)) \
+        if step is not None else {}
     classes = {k: ClassProgress(k) for k in CLASSES}
-    for _, restore in restores:
+    for restore in restores:
         progress = classes.setdefault(restore.priority_class, ClassProgress(restore.priority_class))
         progress.counts[restore.state] = progress.counts.get(restore.state, 0) + 1
         progress.bytes_done += restore.bytes_done if restore.state != DONE else eta.size_of(restore)
@@ -362,7 +495,18 @@ def board(run: DisasterRun) -> Board:
             progress.seconds_left = _latest(progress.seconds_left, projection[restore.id].seconds_left)
         if restore.finished_at and (progress.finished_at is None or restore.finished_at > progress.finished_at):
             progress.finished_at = restore.finished_at
-    return Board(run, [c for c in classes.values() if c.total], restores)
+        progress.instant += restore.kind == "instant"
+        became = usable_time(restore)
+        if became is not None:
+            progress.usable += 1
+            progress.usable_at = became if progress.usable_at is None else max(progress.usable_at, became)
+        elif restore.state not in ACTIVE_STATES:
+            progress.unusable += 1
+        else:
+            left = usable_in.get(restore.id) if restore.kind == "instant" else \
+                (projection[restore.id].seconds_left if restore.id in projection else None)
+            progress.usable_left = _latest(progress.usable_left, left)
+    return [c for c in classes.values() if c.total]
 
 
 @dataclass(frozen=True)
@@ -391,6 +535,23 @@ def customer_view(user: User, limit: int = 100) -> list[CustomerRow]:
     return sorted(result, key=lambda row: (row.position is not None, row.position or 0, row.vm.name))
 
 
+def customer_classes(user: User, limit: int = 1000) -> list[ClassProgress]:
+    """Per class, the user's own VMs in disaster runs still going (tenant-scoped): how many are usable and
+    since when (or when they will be), and when their restores (hydrations) are done."""
+    going = (select(DisasterRestore.run_id).join(Restore, Restore.id == DisasterRestore.restore_id)
+             .where(Restore.state.in_(ACTIVE_STATES)))
+    query = (select(Restore).join(DisasterRestore, DisasterRestore.restore_id == Restore.id)
+             .join(VM, VM.id == Restore.vm_id).where(DisasterRestore.run_id.in_(going))
+             .options(joinedload(Restore.vm).joinedload(VM.organisation).joinedload(Organisation.tier)))
+    scoped: Select[Any] = access.scope_to_user(query, VM.organisation_id, user)
+    restores = list(db.session.scalars(scoped.order_by(DisasterRestore.run_id, DisasterRestore.position)
+                                       .limit(limit)).unique())
+    if not restores:
+        return []
+    workers = max(db.session.scalars(select(DisasterRun.workers).where(DisasterRun.id.in_(going))), default=1)
+    return class_progress(restores, workers)
+
+
 # -- fleet RTO -------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -398,24 +559,38 @@ class FleetProjection:
     workers: int
     total_seconds: float | None  # None: unknown (nothing measured yet)
     critical_seconds: float | None  # when the last critical-class VM is back
+    # the instant strategy: every VM usable, the critical class usable, everything hydrated (copies done)
+    usable_seconds: float | None = None
+    critical_usable_seconds: float | None = None
+    hydrated_seconds: float | None = None
 
 
 def fleet_rto(max_workers: int) -> tuple[float | None, list[FleetProjection], Plan]:
-    """Time to restore every VM from its newest usable point, for 1..max_workers workers."""
-    speed = eta.throughput()
-    full = plan(Scope("all"), clock.now(), 1, speed)
+    """Time to restore every VM from its newest usable point, for 1..max_workers workers, both strategies."""
+    measured = speeds()
+    full = plan(Scope("all"), clock.now(), 1, measured=measured)
     full.entries.extend(_entry_of(vm, full) for vm in full.busy)  # a fleet projection counts every VM
     full.entries.sort(key=lambda e: (*sort_key(e.vm), e.vm.id))
-    sizes = [e.size for e in full.entries]
+    instant = [_entry(e.vm, e.point, "instant") for e in full.entries]
     projections = []
     for workers in range(1, max_workers + 1):
-        if speed is None:
-            projections.append(FleetProjection(workers, None, None))
-            continue
-        finishes = eta.simulate(sizes, workers, speed)
-        critical = [f for e, f in zip(full.entries, finishes, strict=True) if e.priority.klass == "critical"]
-        projections.append(FleetProjection(workers, max(finishes, default=0.0), max(critical, default=0.0)))
-    return speed, projections, full
+        project(full.entries, workers, measured)
+        project(instant, workers, measured)
+        projections.append(FleetProjection(
+            workers, _last(full.entries, "finish_seconds"), _last(full.entries, "finish_seconds", "critical"),
+            _last(instant, "usable_seconds"), _last(instant, "usable_seconds", "critical"),
+            _last(instant, "finish_seconds")))
+    project(full.entries, 1, measured)  # the entries as listed: one worker
+    return measured.copy, projections, full
+
+
+def _last(entries: list[Entry], attribute: str, klass: str = "") -> float | None:
+    """The latest of the entries' (of one class's) times; unknown when any is."""
+    latest: float | None = 0.0
+    for entry in entries:
+        if not klass or entry.priority.klass == klass:
+            latest = _latest(latest, getattr(entry, attribute))
+    return latest
 
 
 def _entry_of(vm: VM, full: Plan) -> Entry:
@@ -426,7 +601,9 @@ def _entry_of(vm: VM, full: Plan) -> Entry:
 
 
 def describe(seconds: float) -> str:
-    """A duration for people: 45 s, 12 min, 3.5 h."""
+    """A duration for people: 0.4 s, 45 s, 12 min, 3.5 h."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:

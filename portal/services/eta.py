@@ -70,16 +70,43 @@ def simulate(sizes: Iterable[int], workers: int, bytes_per_second: float,
 
     ``busy`` holds the seconds left of restores already running; each occupies a worker until then.
     """
+    return schedule([max(size, 0) / bytes_per_second for size in sizes], workers, busy)[0]
+
+
+def schedule(durations: Iterable[float], workers: int, busy: Iterable[float] = ()) -> tuple[list[float], list[float]]:
+    """List scheduling: when each job (in this order) finishes, each worker taking the next one when it is free;
+    and when each worker is free afterwards (to chain a second phase: ``busy`` of the next call)."""
     free = sorted(busy)
     free += [0.0] * max(workers - len(free), 0)
     heapq.heapify(free)
     finishes = []
-    for size in sizes:
-        start = heapq.heappop(free)
-        end = start + max(size, 0) / bytes_per_second
+    for duration in durations:
+        end = heapq.heappop(free) + duration
         finishes.append(end)
         heapq.heappush(free, end)
-    return finishes
+    return finishes, sorted(free)
+
+
+def usable_seconds() -> float | None:
+    """Seconds an instant restore takes until its image is usable, from recent ones; None: none measured yet."""
+    measured = [float(r.report["usable_seconds"]) for r in db.session.scalars(
+        select(Restore).where(Restore.kind == "instant", Restore.usable_at.isnot(None))
+        .order_by(Restore.usable_at.desc()).limit(RECENT))
+        if isinstance((r.report or {}).get("usable_seconds"), int | float)]
+    return sum(measured) / len(measured) if measured else None
+
+
+def hydration_throughput() -> float | None:
+    """Bytes/second of one hydration, from recent finished instant restores (from usable, or from the start of
+    their hydration job when it waited in the queue, to done); None: none finished yet."""
+    rows = db.session.scalars(
+        select(Restore).where(Restore.kind == "instant", Restore.state == DONE, Restore.usable_at.isnot(None),
+                              Restore.finished_at.isnot(None), Restore.bytes_total > 0)
+        .order_by(Restore.finished_at.desc()).limit(RECENT)).all()
+    total = sum(r.bytes_total for r in rows)
+    seconds = sum(max((r.finished_at - max(r.usable_at, r.started_at or r.usable_at)).total_seconds(), 0.001)
+                  for r in rows if r.finished_at and r.usable_at)
+    return total / seconds if total > 0 and seconds > 0 else None
 
 
 def project(sizes: list[int], workers: int, bytes_per_second: float | None,
@@ -140,7 +167,8 @@ def hydration_of(restore: Restore) -> Hydration | None:
     """Throughput and time left of an instant restore's hydration, measured since the image became usable."""
     if restore.kind != "instant" or restore.usable_at is None or restore.state != RUNNING or not restore.bytes_done:
         return None
-    seconds = max((clock.now() - restore.usable_at).total_seconds(), 0.001)
+    since = max(restore.usable_at, restore.started_at or restore.usable_at)  # a queued hydration: its own start
+    seconds = max((clock.now() - since).total_seconds(), 0.001)
     rate = restore.bytes_done / seconds
     left = max(restore.bytes_total - restore.bytes_done, 0) / rate if rate > 0 else None
     return Hydration(rate, left)

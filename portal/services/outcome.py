@@ -25,7 +25,8 @@ def describe(row: Any) -> str:
     """The row's state for people (see the module docstring)."""
     state = row.state
     if state == QUEUED:
-        return "queued"
+        # an instant restore usable already, its hydration waiting for a worker (disaster mode's instant strategy)
+        return str(row.phase) if getattr(row, "usable_at", None) and row.phase else "queued"
     if state == RUNNING:
         return f"running ({row.phase})" if row.phase else "running"
     if state == DONE:

@@ -12,11 +12,23 @@ from typing import Any
 
 from flask import current_app
 
-QUEUES = ("restore-critical", "restore-high", "restore-normal", "restore-low", "backup", "maintenance")
+#: ``restore-usable`` comes first: the step of an instant restore that makes its image usable (seconds each),
+#: when a disaster run's "instant" strategy wants every VM usable before any hydration or copy runs.
+USABLE_QUEUE = "restore-usable"
+QUEUES = (USABLE_QUEUE, "restore-critical", "restore-high", "restore-normal", "restore-low", "backup",
+          "maintenance")
 
 
 def restore_queue(priority_class: str) -> str:
     return f"restore-{priority_class}"
+
+
+def queue_of(restore: Any) -> str:
+    """The queue a restore's job waits on: its class's, or ``restore-usable`` for an instant restore asked to be
+    usable first (``target["usable_first"]``) whose image is not usable yet."""
+    if restore.kind == "instant" and restore.usable_at is None and (restore.target or {}).get("usable_first"):
+        return USABLE_QUEUE
+    return restore_queue(restore.priority_class)
 
 
 class NoRedis(RuntimeError):

@@ -87,7 +87,7 @@ def arrange(klass: str) -> None:
 
 def heal(row: Restore, origin: str) -> bool:
     """Move a waiting job found on another queue than its row's class (a re-rank Redis missed); True if moved."""
-    target = queue.restore_queue(row.priority_class)
+    target = queue.queue_of(row)
     if origin == target or not queue.move(row.job_id, origin, target):
         return False
     arrange(row.priority_class)

@@ -55,7 +55,13 @@ def request_backup(vm: VM, actor: User | str = "system:scheduler") -> BackupRun:
 
 
 def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: list[str] | None = None,
-                    target: dict[str, Any] | None = None, disk: str = "") -> Restore:
+                    target: dict[str, Any] | None = None, disk: str = "", usable_first: bool = False) -> Restore:
+    """Commit the restore row (audited), then queue its job.
+
+    ``usable_first`` (instant restores, disaster mode): the job that makes the image usable waits on the
+    ``restore-usable`` queue, ahead of every class, and hands the hydration to a second job on the class's
+    queue (``jobs.instant``), so a whole fleet is usable before any hydration takes a worker.
+    """
     if kind not in KINDS:
         raise RestoreError("kind must be 'full', 'files' or 'instant'")
     if point.vm_id != vm.id:
@@ -65,7 +71,7 @@ def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: l
     if disk and point.disks is not None and disk not in point.disk_names:
         raise RestoreError(f"that backup point has no disk {disk!r} (it has {', '.join(point.disk_names)})")
     if kind == "instant":
-        check_instant(vm, target or {})
+        check_instant(vm, target or {}, disk)
     if kind == "files":
         clean = [p for p in (paths or []) if isinstance(p, str) and p.startswith("/") and len(p) < 4096]
         if not clean or len(clean) != len(paths or []) or len(clean) > 1000:
@@ -80,6 +86,8 @@ def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: l
                       target=target or {"type": "new"}, priority_class=priority.klass,
                       priority_reason=priority.reason, requested_by_id=actor.id, state=QUEUED, disk=disk,
                       source_secret=secrets.token_urlsafe(32) if kind == "instant" else "")
+    if usable_first and kind == "instant":
+        restore.target = {**restore.target, "usable_first": True}
     db.session.add(restore)
     db.session.flush()
     restore.job_id = f"restore-{restore.id}"
@@ -87,29 +95,52 @@ def request_restore(actor: User, vm: VM, point: BackupPoint, kind: str, paths: l
                                                        "class": priority.klass, "target": restore.target,
                                                        **({"disk": disk} if disk else {})})
     db.session.commit()
-    queue.enqueue(queue.restore_queue(restore.priority_class), "jobs.restore.run_restore", restore.id,
-                  job_id=restore.job_id)
+    queue.enqueue(queue.queue_of(restore), "jobs.restore.run_restore", restore.id, job_id=restore.job_id)
     notify.event("restore.queued", vm.organisation, vm=vm, restore=restore.id, kind=kind, priority=priority.klass)
     return restore
 
 
-def check_instant(vm: VM, target: dict[str, Any]) -> None:
+NOT_SET_UP = ("instant restores are not set up here (the operator sets INSTANT_SOURCE_URL, the portal's address "
+              "as the hypervisors reach it); choose a full restore")
+
+
+def instant_refusal(vm: VM, disk: str = "") -> str | None:
+    """Why the VM (its disk ``disk``) cannot be restored instantly, or None: every disk restored must be a Ceph
+    RBD image (each becomes its own live migration into a new image).
+
+    The disaster planner asks this per VM, to fall back to a copy restore and say why.
+    """
+    disks = [d for d in vm.disks if not disk or d.name == disk]
+    if not disks:
+        return "an instant restore needs a VM whose disk is a Ceph RBD image; choose a full restore"
+    others = [d.name for d in disks if not d.source.startswith("rbd:")]
+    if len(vm.disks) == 1 and others:
+        return "an instant restore needs a VM whose disk is a Ceph RBD image; choose a full restore"
+    if others:
+        return (f"an instant restore needs Ceph RBD images, and disk(s) {', '.join(others)} are not; choose a full "
+                "restore (or restore instantly only a disk on RBD)")
+    return None
+
+
+def check_instant(vm: VM, target: dict[str, Any], disk: str = "") -> None:
     """Refuse an instant restore that cannot happen here, before any row is written.
 
     It needs a VM on an RBD image (Ceph's import-only live migration makes the new image), a new image as the
     target, and INSTANT_SOURCE_URL: the address at which the hypervisors reach the web app that serves the
-    backup point until the image is hydrated.
+    backup point until the image is hydrated. In place (the original image moved aside after a safety backup,
+    the restored one taking its name) only for a VM of one disk.
     """
-    if not vm.disks or not vm.disks[0].source.startswith("rbd:"):
-        raise RestoreError("an instant restore needs a VM whose disk is a Ceph RBD image; choose a full restore")
-    if len(vm.disks) > 1:
-        raise RestoreError("an instant restore of a VM with several disks is not supported yet; choose a full "
-                           "restore")
-    if target.get("type", "new") != "new":
-        raise RestoreError("an instant restore makes a new image beside the original; it cannot go in place")
+    refusal = instant_refusal(vm, disk)
+    if refusal:
+        raise RestoreError(refusal)
+    kind = target.get("type", "new")
+    if kind not in ("new", "in_place"):
+        raise RestoreError("an instant restore makes a new image, beside the original or in its place")
+    if kind == "in_place" and len(vm.disks) > 1:
+        raise RestoreError("an instant restore in place of a VM with several disks is not supported yet: restore "
+                           "its disks instantly to new images instead")
     if not current_app.config.get("INSTANT_SOURCE_URL"):
-        raise RestoreError("instant restores are not set up here (the operator sets INSTANT_SOURCE_URL, the "
-                           "portal's address as the hypervisors reach it); choose a full restore")
+        raise RestoreError(NOT_SET_UP)
 
 
 def files_on_one_disk(point: BackupPoint, paths: list[str], disk: str) -> tuple[str, list[str]]:
@@ -190,7 +221,7 @@ def check_in_place(actor: User, vm: VM, point: BackupPoint, kind: str, disk: str
     """
     if not may_restore_in_place(actor):
         raise RestoreForbidden(IN_PLACE_FORBIDDEN)
-    if kind != "full":
+    if kind not in ("full", "instant"):
         raise RestoreError("an in-place restore puts back the whole disk: choose a full restore")
     if not vm.disks:
         raise RestoreError("the VM has no disk in the inventory to restore over")
@@ -245,8 +276,12 @@ def request_undo(actor: User, restore: Restore) -> Restore:
 
 
 def cancel_restore(actor: User, restore: Restore) -> bool:
-    """Cancel a restore that has not started; a running one is not interrupted (it may be half-written)."""
-    if restore.state != QUEUED:
+    """Cancel a restore that has not started; a running one is not interrupted (it may be half-written).
+
+    An instant restore whose image is usable and whose hydration waits is not cancelled either: a VM may run
+    from the image, which needs its source until it is hydrated.
+    """
+    if restore.state != QUEUED or restore.usable_at is not None:
         return False
     restore.state = CANCELLED
     audit.record(actor, "restore.cancel", restore.vm, after={"restore": restore.id})

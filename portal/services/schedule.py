@@ -185,4 +185,4 @@ def _job_of(row: BackupRun | Restore | Verification) -> tuple[str, str]:
         return "backup", "jobs.backup.run_backup"
     if isinstance(row, Verification):
         return verification.QUEUE, verification.FUNCTION
-    return queue.restore_queue(row.priority_class), "jobs.restore.run_restore"
+    return queue.queue_of(row), "jobs.restore.run_restore"

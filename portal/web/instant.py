@@ -20,12 +20,15 @@ bp = Blueprint("instant", __name__)
 
 
 @bp.route("/instant/<secret>/disk.raw", methods=["GET", "HEAD"])
-def source(secret: str) -> Response:
+@bp.route("/instant/<secret>/disks/<name>.raw", methods=["GET", "HEAD"])
+def source(secret: str, name: str = "") -> Response:
+    """One disk of the point: ``disk.raw`` for a point of one disk, ``disks/<name>.raw`` for each of several."""
     restore = instant.active_restore(secret)
-    if restore is None:
+    reply = instant.serve(current_app.config, restore, request.method, request.headers.get("Range"), name) \
+        if restore is not None and len(name) <= 128 else None
+    if reply is None:
         reply = plain(404, "not found")
         return Response(_bytes(reply.body), status=reply.status, headers=reply.headers)
-    reply = instant.serve(current_app.config, restore, request.method, request.headers.get("Range"))
     return Response(_bytes(reply.body), status=reply.status, headers=reply.headers, direct_passthrough=True)
 
 

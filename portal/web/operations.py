@@ -57,8 +57,9 @@ def duration(seconds: float | None) -> str:
 
 # -- disaster mode ---------------------------------------------------------------------------------------
 
-def _planner_input(source: Any) -> tuple[Scope, datetime, int]:
-    """Scope, point in time (UTC, ``YYYY-MM-DDTHH:MM``; empty: now) and workers from a form or query."""
+def _planner_input(source: Any) -> tuple[Scope, datetime, int, str]:
+    """Scope, point in time (UTC, ``YYYY-MM-DDTHH:MM``; empty: now), workers and strategy (``copy`` unless
+    ``instant``) from a form or query."""
     scope = Scope.parse(source.get("scope", "all")[:300])
     raw = source.get("at", "").strip()[:32]
     try:
@@ -71,7 +72,10 @@ def _planner_input(source: Any) -> tuple[Scope, datetime, int]:
     if (not (workers_raw.isascii() and workers_raw.isdigit()) or len(workers_raw) > 6
             or not 1 <= int(workers_raw) <= MAX_WORKERS):
         raise DisasterError(f"workers must be a whole number from 1 to {MAX_WORKERS}")
-    return scope, at, int(workers_raw)
+    strategy = source.get("strategy", "").strip() or "copy"
+    if strategy not in disaster.STRATEGIES:
+        raise DisasterError("the strategy must be copy or instant")
+    return scope, at, int(workers_raw), strategy
 
 
 def _planner_page(plan: disaster.Plan | None, error: str = "", values: Any = None) -> str:
@@ -79,7 +83,8 @@ def _planner_page(plan: disaster.Plan | None, error: str = "", values: Any = Non
                                             .order_by(Organisation.name)))
     return render_template("operations_disaster.html", plan=plan, error=error, organisations=organisations,
                            pools=disaster.pools(), runs=disaster.recent_runs(), values=values or {},
-                           default_workers=current_app.config.get("DISASTER_WORKERS", 2), now=clock.now())
+                           default_workers=current_app.config.get("DISASTER_WORKERS", 2), now=clock.now(),
+                           instant_ready=bool(current_app.config.get("INSTANT_SOURCE_URL")))
 
 
 @bp.route("/disaster")
@@ -87,8 +92,8 @@ def disaster_planner() -> str | tuple[str, int]:
     if "scope" not in request.args:
         return _planner_page(None)
     try:
-        scope, at, workers = _planner_input(request.args)
-        plan = disaster.plan(scope, at, workers)
+        scope, at, workers, strategy = _planner_input(request.args)
+        plan = disaster.plan(scope, at, workers, strategy=strategy)
     except DisasterError as exc:
         return _planner_page(None, str(exc), request.args), 400
     return _planner_page(plan, values=request.args)
@@ -97,8 +102,8 @@ def disaster_planner() -> str | tuple[str, int]:
 @bp.route("/disaster", methods=["POST"])
 def disaster_start() -> BaseResponse | tuple[str, int]:
     try:
-        scope, at, workers = _planner_input(request.form)
-        run = disaster.start(current_user, scope, at, workers)
+        scope, at, workers, strategy = _planner_input(request.form)
+        run = disaster.start(current_user, scope, at, workers, strategy)
     except DisasterError as exc:
         db.session.rollback()
         return _planner_page(None, str(exc), request.form), 422

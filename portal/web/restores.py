@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from flask import Response, abort, redirect, render_template, request, send_file, url_for
+from flask import Response, abort, current_app, redirect, render_template, request, send_file, url_for
 from flask_login import current_user
 from sqlalchemy import select
 from werkzeug.wrappers import Response as BaseResponse
@@ -58,13 +58,16 @@ def confirm_in_place(vm_id: int, backup_id: int) -> str | tuple[str, int]:
 
 
 def _in_place_page(vm: VM, point: BackupPoint, error: str = "") -> str:
-    """Names every disk the restore overwrites (a point's disk the inventory lacks: the request says why)."""
+    """Names every disk the restore overwrites (a point's disk the inventory lacks: the request says why); offers
+    the instant way for a VM of one RBD disk where instant restores are set up."""
     disks = []
     for name in point.disk_names or [""]:
         live = runs.inventory_disk(vm, point, name)
         disks.append((name, live.source if live else "(not a disk of the VM in the inventory)"))
+    instant = (len(vm.disks) == 1 and vm.disks[0].source.startswith("rbd:")
+               and bool(current_app.config.get("INSTANT_SOURCE_URL")))
     return render_template("restore_in_place.html", vm=vm, point=point, error=error, disks=disks,
-                           chosen=request.form.get("disk", ""))
+                           chosen=request.form.get("disk", ""), instant_in_place=instant)
 
 
 @bp.route("/restores/<int:restore_id>/undo", methods=["POST"])

@@ -22,7 +22,7 @@ from ..auth.guards import login_required
 from ..extensions import db
 from ..models import Incident, Organisation
 from ..models.incidents import KINDS
-from ..services import incidents
+from ..services import disaster, incidents
 from ..services.incidents import IncidentError
 from .htmx import is_htmx
 
@@ -69,7 +69,8 @@ def page() -> str:
     since = min(started) if started else now - timedelta(days=1)
     context = dict(now=now, incidents=current, queue=queue, finished=incidents.finished_for(current_user, since),
                    since=since, recent=incidents.recent_for(current_user, now),
-                   affected_vms=_affected_vms(current), organisation=current_user.organisation)
+                   affected_vms=_affected_vms(current), organisation=current_user.organisation,
+                   disaster_classes=disaster.customer_classes(current_user))
     if is_htmx() and request.args.get("part") == "queue":
         return render_template("status_queue.html", **context)
     return render_template("status.html", **context)

@@ -197,8 +197,8 @@ def test_instant_restores_are_refused_where_they_cannot_work(app: Any, rbd_vm: t
     with pytest.raises(runs.RestoreError, match="INSTANT_SOURCE_URL"):
         runs.request_restore(world["acme_admin"], vm, point, "instant")
     app.config["INSTANT_SOURCE_URL"] = "http://127.0.0.1:9"
-    with pytest.raises(runs.RestoreError, match="cannot go in place"):
-        runs.request_restore(world["acme_admin"], vm, point, "instant", target={"type": "in_place"})
+    with pytest.raises(runs.RestoreError, match="a new image, beside the original or in its place"):
+        runs.request_restore(world["acme_admin"], vm, point, "instant", target={"type": "in_vm"})
     vm.disks[0].source = "file:/nowhere.img"
     with pytest.raises(runs.RestoreError, match="RBD image"):
         runs.request_restore(world["acme_admin"], vm, point, "instant")
