@@ -7,7 +7,6 @@ may just have written chunks its manifest does not name yet).
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
@@ -63,7 +62,7 @@ def gc(root: str, vm: str, *, grace: float = DEFAULT_GRACE_SECONDS, wait: float 
     repo = Repository.open(root, vm)
     result = GcResult()
     with repo.lock(exclusive=True, wait=wait, purpose="gc"):
-        if not os.path.isdir(repo.revisions_folder):
+        if not repo.has_revisions_folder():
             raise CorruptRepository(repo.revisions_folder, "the folder is missing, so every chunk would look "
                                                            "unreferenced; gc deletes nothing until it is back")
         result.leftovers_removed = repo.remove_leftovers()
@@ -79,13 +78,15 @@ def gc(root: str, vm: str, *, grace: float = DEFAULT_GRACE_SECONDS, wait: float 
 
 def _sweep(repo: Repository, referenced: set[str], cutoff: float, result: GcResult) -> None:
     """Delete the chunk files no manifest references, last modified before ``cutoff``."""
-    for name, path in repo.iter_chunk_files():
+    for name, key in repo.iter_chunk_files():
         if name in referenced or is_temp_name(name):
             continue
-        info = os.lstat(path)
-        if info.st_mtime > cutoff:
+        info = repo.store.stat(key)
+        if info is None:
+            continue  # gone meanwhile
+        if info.mtime > cutoff:
             result.chunks_kept_young += 1
             continue
-        os.unlink(path)
+        repo.store.delete(key)
         result.chunks_removed += 1
-        result.bytes_removed += info.st_size
+        result.bytes_removed += info.size

@@ -12,6 +12,8 @@ from typing import Any
 
 from flask import current_app
 
+from ..config import var_folder
+
 QUEUES = ("restore-critical", "restore-high", "restore-normal", "restore-low", "backup", "maintenance")
 
 
@@ -27,7 +29,7 @@ def redis_url(config: Any) -> str:
     url = str(config.get("REDIS_URL") or "")
     if url:
         return url
-    pointer = os.path.join(os.path.dirname(config["STORAGE_ROOT"]), "redis.url")
+    pointer = os.path.join(var_folder(config), "redis.url")
     try:
         with open(pointer, encoding="utf-8") as handle:
             return handle.read().strip()

@@ -1,0 +1,116 @@
+"""What only a RADOS root has: locks that expire when their holder dies, and a store that can go away.
+
+The engine's round-trip, damage, crash, retention and copy tests run on RADOS too (their ``root`` is
+``store_root``); these are the failure modes a folder does not have.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from storage.repository import Repository
+
+from ..fixtures.store import BackupCluster, started_cluster
+from .diskdata import block, write_image
+from .test_processes import finish, held_backup, start, wait_for
+
+pytestmark = pytest.mark.ceph
+
+
+@pytest.fixture
+def root(backup_cluster: BackupCluster) -> str:
+    return f"rados:{backup_cluster.pool}/t-{uuid.uuid4().hex[:10]}"
+
+
+def test_a_killed_holder_blocks_its_vm_only_until_the_lock_expires(tmp_path: Path, root: str, lifeboat) -> None:
+    image = tmp_path / "disk.img"
+    expected = write_image(image, [block("random", 1), block("text", 1)])
+    marker = tmp_path / "holding"
+    holder = held_backup(root, "vm1", image, marker)  # holds the lock in its pre-hook
+    wait_for(marker.exists)
+    holder.send_signal(signal.SIGKILL)  # a host that dies: nobody unlocks
+    finish(holder)
+    marker.unlink()
+
+    busy = lifeboat("store", "backup", root, "vm1", f"file:{image}")
+    assert busy.code == 2 and "busy" in busy.stderr and "RADOS lock" in busy.stderr, busy.stderr
+    assert len(busy.stderr.strip().splitlines()) == 1
+    taken_over = lifeboat("store", "backup", root, "vm1", f"file:{image}", "--wait", "60", "--json")
+    assert taken_over.code == 0, taken_over.stderr  # the expiry (5 s here) freed the VM
+    out = tmp_path / "out.img"
+    assert lifeboat("store", "restore", root, "vm1", "latest", str(out)).code == 0
+    assert out.read_bytes() == expected
+
+
+@pytest.fixture
+def own_cluster() -> Iterator[BackupCluster]:
+    """A cluster of this test's own: its OSD is paused, which would stall every other test's store."""
+    with started_cluster("lbout-") as cluster:
+        yield cluster
+
+
+def test_an_outage_mid_backup_is_one_clear_error_and_publishes_nothing(tmp_path: Path, own_cluster: BackupCluster,
+                                                                       lifeboat) -> None:
+    env = {**own_cluster.env(), "LIFEBOAT_STORE_CEPH_TIMEOUT": "3", "LIFEBOAT_STORE_LOCK_SECONDS": "5",
+           "LIFEBOAT_STORE_STATE_DIR": str(tmp_path / "state")}
+    root = f"rados:{own_cluster.pool}/outage"
+    image = tmp_path / "disk.img"
+    first = write_image(image, [block("random", 1), block("text", 1)])
+    assert lifeboat("store", "backup", root, "vm1", f"file:{image}", env=env).code == 0
+    write_image(image, [block("random", 100 + n) for n in range(40)])
+
+    def chunks() -> int:
+        listed = own_cluster.rados("--namespace", "outage#chunks", "ls")
+        return len(listed.split())
+
+    before = chunks()
+    proc = start("store", "backup", root, "vm1", f"file:{image}", "--threads", "1", env=env)
+    wait_for(lambda: chunks() >= before + 3 or proc.poll() is not None)
+    osd = own_cluster.osd_pid()
+    os.kill(osd, signal.SIGSTOP)  # the store stops answering (a network partition, a hung OSD)
+    try:
+        done = finish(proc)
+    finally:
+        os.kill(osd, signal.SIGCONT)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unavailable" in lines[0], done.stderr
+
+    with_env = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        assert len(Repository.open(root, "vm1").revisions()) == 1  # nothing half-written is published
+    finally:
+        for key, value in with_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    verified = lifeboat("store", "verify", root, "vm1", "--json", env=env)
+    assert verified.code == 0 and verified.json["clean"], verified.stdout + verified.stderr
+    out = tmp_path / "first.img"
+    assert lifeboat("store", "restore", root, "vm1", "latest", str(out), env=env).code == 0
+    assert out.read_bytes() == first
+    again = lifeboat("store", "backup", root, "vm1", f"file:{image}", "--wait", "30", "--json", env=env)
+    assert again.code == 0, again.stderr
+    assert again.json["chunks_reused"] >= 1  # what reached the store before the outage is kept
+
+
+def test_unknown_pool_and_unreachable_cluster_are_one_line_exit_2(tmp_path: Path, backup_cluster: BackupCluster,
+                                                                   lifeboat) -> None:
+    unknown = lifeboat("store", "list", "rados:nosuchpool")
+    assert unknown.code == 2 and "no pool 'nosuchpool'" in unknown.stderr
+    conf = tmp_path / "down.conf"
+    conf.write_text(backup_cluster.conf.read_text().replace("mon host =", "mon host = 127.0.0.1:1 #"))
+    down = lifeboat("store", "list", "rados:backups", env={"LIFEBOAT_STORE_CEPH_CONF": str(conf),
+                                                           "LIFEBOAT_STORE_CEPH_TIMEOUT": "2"})
+    assert down.code == 2 and "unavailable" in down.stderr, down.stderr
+    for bad in ("rados:", "rados:bad@pool", "rados:backups/na me"):
+        done = lifeboat("store", "list", bad)
+        assert done.code == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
