@@ -58,6 +58,8 @@ class Backend(Protocol):
     root: str
     #: "local" or "rados"
     kind: str
+    #: threads worth running when each operation waits for the network (0: one per core is right)
+    io_threads: int
 
     def describe(self, key: str) -> str: ...
     def get(self, key: str, limit: int) -> bytes: ...
@@ -108,6 +110,7 @@ class LocalStore:
     """A folder: key ``a/b/c`` is the file ``ROOT/a/b/c``; writes are temp file + fsync + rename."""
 
     kind = "local"
+    io_threads = 0
 
     def __init__(self, root: str) -> None:
         self.root = root

@@ -43,8 +43,11 @@ ProgressCallback = Callable[[str, int, int], None]  # phase, bytes done, bytes t
 ZERO_CHUNK_CACHE: dict[int, bytes] = {}
 
 
-def default_threads() -> int:
-    return max(2, os.cpu_count() or 2)
+def default_threads(repo: Repository | None = None) -> int:
+    """One thread per core (at least 2); more for a store whose every read and stat waits for the network
+    (RADOS: the threads mostly wait, and the waits overlap)."""
+    cores = max(2, os.cpu_count() or 2)
+    return max(cores, repo.store.io_threads) if repo is not None else cores
 
 
 def _zeros(length: int) -> bytes:
@@ -356,7 +359,7 @@ def _store_blocks(
     data = None if reusable else snap.data_ranges()
     data_idx = _chunk_indices(data, chunk_size) if data is not None else None
     removed_idx = _covered_indices(snap.removed_ranges(), chunk_size, size) if reusable else set()
-    workers = threads or default_threads()
+    workers = threads or default_threads(store.repo)
     window: deque[tuple[int, Future[str | None]]] = deque()
     done_bytes = 0
 

@@ -139,7 +139,7 @@ def restore(
                 _recheck_done(revision, target, state)
             flusher = BackgroundFlush(target.flush) if sync else None
             try:
-                result = _write_chunks(repo, revision, target, state, threads or default_threads(), progress,
+                result = _write_chunks(repo, revision, target, state, threads or default_threads(repo), progress,
                                        flusher, Throttle(limit_bytes_per_second))
             finally:
                 if flusher is not None:

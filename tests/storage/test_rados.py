@@ -114,3 +114,27 @@ def test_unknown_pool_and_unreachable_cluster_are_one_line_exit_2(tmp_path: Path
     for bad in ("rados:", "rados:bad@pool", "rados:backups/na me"):
         done = lifeboat("store", "list", bad)
         assert done.code == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_a_backup_whose_lock_lapsed_publishes_nothing(tmp_path: Path, root: str, lifeboat) -> None:
+    """A host paused longer than the expiry (a hung VM, a stalled network) may have lost its VM to another host:
+    when it wakes up its backup must not publish, because gc may have run in between."""
+    image = tmp_path / "disk.img"
+    write_image(image, [block("random", 1)])
+    assert lifeboat("store", "backup", root, "vm1", f"file:{image}").code == 0
+    write_image(image, [block("random", 2), block("text", 2)])
+    marker = tmp_path / "holding"
+    paused = held_backup(root, "vm1", image, marker)
+    wait_for(marker.exists)  # it holds the lock, in its pre-hook
+    os.kill(paused.pid, signal.SIGSTOP)
+    try:
+        other_host = lifeboat("store", "gc", root, "vm1", "--wait", "60", "--json")  # after the 5 s expiry
+        assert other_host.code == 0, other_host.stderr
+    finally:
+        os.kill(paused.pid, signal.SIGCONT)
+    marker.unlink()
+    done = finish(paused)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "lapsed" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert len(Repository.open(root, "vm1").revisions()) == 1
+    assert lifeboat("store", "verify", root, "vm1").code == 0
