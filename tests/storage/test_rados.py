@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from storage.repository import Repository
+from tests import images
+from tests.serving import ServeProcess, backed_up_disk, http_image, qemu
 
 from ..fixtures.store import BackupCluster, started_cluster
 from .diskdata import block, write_image
@@ -138,3 +140,13 @@ def test_a_backup_whose_lock_lapsed_publishes_nothing(tmp_path: Path, root: str,
     assert "lapsed" in done.stderr and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert len(Repository.open(root, "vm1").revisions()) == 1
     assert lifeboat("store", "verify", root, "vm1").code == 0
+
+
+@pytest.mark.skipif(not images.have("sfdisk", "mkfs.ext4", "qemu-img", "nbdkit"),
+                    reason="needs sfdisk, mkfs.ext4, qemu-utils and nbdkit (make sysdeps)")
+def test_a_backup_point_in_rados_serves_as_a_disk_over_http_and_nbd(tmp_path: Path, root: str) -> None:
+    image, revision = backed_up_disk(tmp_path / "work", root)
+    with ServeProcess(root, "vm1", revision, "--http", "--nbd") as served:
+        for source in (http_image(served.urls["http"]), served.urls["nbd"]):
+            compared = qemu("qemu-img", "compare", "-f", "raw", str(image), source)
+            assert compared.returncode == 0 and "identical" in compared.stdout, compared.stderr
