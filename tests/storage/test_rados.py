@@ -78,11 +78,14 @@ def test_an_outage_mid_backup_is_one_clear_error_and_publishes_nothing(tmp_path:
     os.kill(osd, signal.SIGSTOP)  # the store stops answering (a network partition, a hung OSD)
     try:
         done = finish(proc)
+        checking = lifeboat("store", "verify", root, "vm1", "--json", env=env)  # during the outage
     finally:
         os.kill(osd, signal.SIGCONT)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "unavailable" in lines[0], done.stderr
+    assert checking.code == 2 and "unavailable" in checking.stderr, checking.stdout + checking.stderr
+    assert not own_cluster.rados("--namespace", "outage", "ls").decode().count("quarantine/")  # not damage
 
     with_env = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
