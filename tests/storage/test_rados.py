@@ -153,3 +153,13 @@ def test_a_backup_point_in_rados_serves_as_a_disk_over_http_and_nbd(tmp_path: Pa
         for source in (http_image(served.urls["http"]), served.urls["nbd"]):
             compared = qemu("qemu-img", "compare", "-f", "raw", str(image), source)
             assert compared.returncode == 0 and "identical" in compared.stdout, compared.stderr
+
+
+def test_the_portals_storage_check_reads_a_pool(root: str) -> None:
+    """`lifeboat check` and /health on a rados: root: free space is the cluster's; an unknown pool is the error."""
+    from portal.check import Thresholds, check_storage, probe_storage
+
+    assert probe_storage({"STORAGE_ROOT": root}) is None
+    found = check_storage({"STORAGE_ROOT": root}, Thresholds())
+    assert "free on the storage root" in found.summary and any("storage_free_bytes=" in p for p in found.perfdata)
+    assert "no pool 'nosuchpool'" in (probe_storage({"STORAGE_ROOT": "rados:nosuchpool"}) or "")
