@@ -43,6 +43,7 @@ bench: install sysdeps
 	$(BIN)/python benchmarks/files.py
 	$(BIN)/python benchmarks/rbd.py
 	$(BIN)/python benchmarks/rbd_process.py
+	$(BIN)/python benchmarks/rados.py
 	$(BIN)/python benchmarks/restores.py
 	$(BIN)/python benchmarks/restore_jobs.py
 	$(BIN)/python benchmarks/replication.py

@@ -28,6 +28,7 @@ import random
 import time
 from typing import Any
 
+from portal.config import var_folder
 from portal.extensions import db
 from portal.models import FireDrill
 from portal.models.operations import FAILED_CHECK, PASSED
@@ -194,7 +195,7 @@ def check_image(path: str, sample: int, seed: int) -> dict[str, Any]:
 
 
 def _scratch_root(config: Any) -> str:
-    base = str(config.get("RESTORE_ROOT") or os.path.join(os.path.dirname(str(config["STORAGE_ROOT"])),
+    base = str(config.get("RESTORE_ROOT") or os.path.join(var_folder(config),
                                                           "restores"))
     root = os.path.join(base, "drills")
     os.makedirs(root, exist_ok=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import gzip
 import os
 
+from portal.config import var_folder
 from portal.extensions import db
 from portal.models import Restore
 from portal.services import disaster, notify, queue, runs
@@ -87,7 +88,7 @@ def threads(config: dict[str, object]) -> int | None:
 
 
 def _restore_root(config: dict[str, object]) -> str:
-    root = str(config.get("RESTORE_ROOT") or os.path.join(os.path.dirname(str(config["STORAGE_ROOT"])), "restores"))
+    root = str(config.get("RESTORE_ROOT") or os.path.join(var_folder(config), "restores"))
     os.makedirs(root, exist_ok=True)
     return root
 

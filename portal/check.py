@@ -16,11 +16,13 @@ under the storage root, percent).
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from storage.backend import is_rados_root, open_store
+from storage.errors import StorageError
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 NAMES = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
@@ -98,6 +100,12 @@ def probe_redis(config: Any) -> str | None:
 
 def probe_storage(config: Any) -> str | None:
     root = str(config.get("STORAGE_ROOT") or "")
+    if is_rados_root(root):
+        try:
+            open_store(root)
+        except StorageError as exc:
+            return str(exc)
+        return None
     if not root or not os.path.isdir(root):
         return f"storage root {root!r} is not a directory"
     if not os.access(root, os.W_OK | os.X_OK):
@@ -215,7 +223,7 @@ def check_storage(config: Any, limits: Thresholds) -> Result:
     error = probe_storage(config)
     if error:
         return Result("storage", CRITICAL, error)
-    usage = shutil.disk_usage(str(config["STORAGE_ROOT"]))
+    usage = open_store(str(config["STORAGE_ROOT"])).usage()
     free = 100.0 * usage.free / usage.total if usage.total else 0.0
     perf = [f"storage_free={free:.1f}%;{limits.storage_warning:g}:;{limits.storage_critical:g}:;0;100",
             f"storage_free_bytes={usage.free}B;;;0;{usage.total}"]

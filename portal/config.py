@@ -10,6 +10,8 @@ import copy
 import os
 from typing import Any
 
+from storage.backend import is_rados_root
+
 from . import instance
 
 VAR = os.path.abspath(os.environ.get("LIFEBOAT_VAR", "var"))
@@ -129,3 +131,10 @@ def require_secret(app_config: dict[str, Any]) -> None:
         return
     raise RuntimeError(f"LIFEBOAT_SECRET_KEY is not set (nor SECRET_KEY in {instance.config_file()}): refusing to "
                        "start without a secret key; beside `make run`, run lifeboat in the project folder")
+
+
+def var_folder(config: Any) -> str:
+    """The local folder beside the repositories (embedded Redis pointer, restores, demo images): the storage root's
+    parent for a folder root; for a ``rados:`` root (no parent folder) ``LIFEBOAT_VAR``."""
+    root = str(config["STORAGE_ROOT"])
+    return VAR if is_rados_root(root) else os.path.dirname(root)

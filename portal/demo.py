@@ -15,8 +15,10 @@ from flask import current_app
 from sqlalchemy import select
 
 from storage.backup import backup
+from storage.repository import repository_exists
 
 from . import clock
+from .config import var_folder
 from .extensions import db
 from .models import VM, ApiToken, Incident, Organisation, SlaTier, User
 from .services import catalog, incidents, inventory, policies, tokens
@@ -48,7 +50,7 @@ USERS = [
 
 def seed() -> Iterator[str]:
     tiers = {t["name"]: _tier(t) for t in TIERS}
-    images = os.path.join(os.path.dirname(current_app.config["STORAGE_ROOT"]), "demo-images")
+    images = os.path.join(var_folder(current_app.config), "demo-images")
     os.makedirs(images, exist_ok=True)
     feed = {"organisations": [
         {"slug": slug, "name": name, "resource_groups": [
@@ -107,7 +109,7 @@ def _api_token() -> Iterator[str]:
 
 
 def _has_points(vm: VM) -> bool:
-    return os.path.isdir(os.path.join(current_app.config["STORAGE_ROOT"], vm.repository_name))
+    return repository_exists(current_app.config["STORAGE_ROOT"], vm.repository_name)
 
 
 def _backups(vm: VM, images: str) -> Iterator[str]:

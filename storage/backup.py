@@ -19,6 +19,7 @@ the next backup removes the older one.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections import deque
@@ -29,7 +30,6 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from . import clock, counters
-from .durable import ChunkWriter
 from .errors import BadSource, SourceError, StorageError
 from .hooks import Hooks, run_hook
 from .manifest import ROOT_DISK, DiskImage, Revision
@@ -43,8 +43,11 @@ ProgressCallback = Callable[[str, int, int], None]  # phase, bytes done, bytes t
 ZERO_CHUNK_CACHE: dict[int, bytes] = {}
 
 
-def default_threads() -> int:
-    return max(2, os.cpu_count() or 2)
+def default_threads(repo: Repository | None = None) -> int:
+    """One thread per core (at least 2); more for a store whose every read and stat waits for the network
+    (RADOS: the threads mostly wait, and the waits overlap)."""
+    cores = max(2, os.cpu_count() or 2)
+    return max(cores, repo.store.io_threads) if repo is not None else cores
 
 
 def _zeros(length: int) -> bytes:
@@ -79,7 +82,7 @@ class _ChunkStore:
     def __init__(self, repo: Repository, suspect: set[str]) -> None:
         self.repo = repo
         self.suspect = suspect
-        self.writer = ChunkWriter()
+        self.writer = repo.chunk_writer()
         self.stats = BackupStats()
         self._claimed: set[str] = set()
         self._prefixes: set[str] = set()
@@ -101,7 +104,7 @@ class _ChunkStore:
             self._count(read=length, reused=1)
             return chunk
         stored = self.repo.compress(data)
-        self.writer.write(self.repo.chunk_path(chunk), stored)
+        self.writer.write(self.repo.chunk_key(chunk), stored)
         with self._lock:
             self._prefixes.add(chunk[:2])
         self._count(read=length, written=len(stored), new=0 if suspect else 1, rewritten=1 if suspect else 0)
@@ -241,12 +244,11 @@ def _backup(disks: list[tuple[str, Source]], root: str, vm: str, hooks: Hooks | 
             threads: int | None, wait: float | None, progress: ProgressCallback | None, chunk_size: int,
             started: float) -> Revision:
     repo = Repository.open_or_create(root, vm, chunk_size=chunk_size)
-    with repo.lock(exclusive=True, wait=wait, purpose="backup"):
-        running = os.path.join(repo.path, "backup.running")
-        if os.path.exists(running):  # the last backup was interrupted: its temp files are still there
+    with repo.lock(exclusive=True, wait=wait, purpose="backup") as held:
+        running = f"{vm}/backup.running"
+        if repo.store.exists(running):  # the last backup was interrupted: its temp files are still there
             repo.remove_leftovers()
-        with open(running, "w") as marker:
-            marker.write(f"{os.getpid()}\n")
+        repo.store.put(running, f"{os.getpid()}@{socket.gethostname()}\n".encode(), sync=False)
         repo.ensure_folders()  # a chunk folder lost meanwhile must not fail this and every later backup
         revisions = repo.revisions()
         skipped = [f"skipped revision {rid}: {why}" for rid, why in sorted(repo.unreadable.items())]
@@ -274,6 +276,7 @@ def _backup(disks: list[tuple[str, Source]], root: str, vm: str, hooks: Hooks | 
                 id=revision_id, vm=vm, created=created, chunk_size=repo.chunk_size, disks=images,
                 parent=parent.id if parent else None, tags=sorted(set(tags)), stats=stats,
             )
+            held.check()  # a lock that lapsed meanwhile (a store outage): gc may have run; publish nothing
             counters.event("manifest")
             repo.write_revision(revision)
         except BaseException:
@@ -281,7 +284,7 @@ def _backup(disks: list[tuple[str, Source]], root: str, vm: str, hooks: Hooks | 
             for source in sources:
                 _quietly(partial(source.discard_snapshot, revision_id))
             raise
-        os.unlink(running)
+        repo.store.delete(running)
         return revision
 
 
@@ -356,7 +359,7 @@ def _store_blocks(
     data = None if reusable else snap.data_ranges()
     data_idx = _chunk_indices(data, chunk_size) if data is not None else None
     removed_idx = _covered_indices(snap.removed_ranges(), chunk_size, size) if reusable else set()
-    workers = threads or default_threads()
+    workers = threads or default_threads(store.repo)
     window: deque[tuple[int, Future[str | None]]] = deque()
     done_bytes = 0
 

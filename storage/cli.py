@@ -571,3 +571,33 @@ def pull_command(url: str, token: str, vms: tuple[str, ...], root: str, threads:
             click.echo(f"lifeboat: chunk {chunk}: {reason}", err=True)
         fail(f"{len(result.chunks_failed)} chunks could not be fetched; incomplete revisions not written: "
              f"{', '.join(result.revisions_incomplete)}; run the same command again to continue", 1)
+
+
+@store.command("copy")
+@click.argument("src_root")
+@click.argument("dst_root")
+@click.option("--vm", "vms", multiple=True, help="Only this VM (repeatable; default: every repository of SRC_ROOT).")
+@fetch_threads_option
+@wait_option
+@json_option
+@reports_errors
+def copy_command(src_root: str, dst_root: str, vms: tuple[str, ...], threads: int, wait: float | None,
+                 as_json: bool) -> None:
+    """Copy repositories from SRC_ROOT to DST_ROOT (a folder or rados:POOL[/NAMESPACE] each).
+
+    Every chunk is re-hashed before it is written and manifests come last; run the same command again to
+    continue an interrupted copy. Exit 0 done, 1 when some revisions could not be copied whole.
+    """
+    from .copy import copy as run_copy
+
+    result = run_copy(src_root, dst_root, vms=list(vms) or None, threads=threads,
+                      wait=0.0 if wait is None else wait)
+    human = (f"copied {len(result.revisions_pulled)} revisions of {len(result.repositories)} repositories: "
+             f"{result.chunks_fetched} chunks ({result.bytes_fetched} bytes), {result.chunks_present} already "
+             f"there, in {result.seconds} s")
+    emit(as_json, result.as_dict(), human)
+    if not result.ok:
+        for chunk, reason in sorted(result.chunks_failed.items())[:5]:
+            click.echo(f"lifeboat: chunk {chunk}: {reason}", err=True)
+        fail(f"{len(result.chunks_failed)} chunks could not be copied; revisions not written: "
+             f"{', '.join(result.revisions_incomplete)}", 1)

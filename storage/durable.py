@@ -126,3 +126,76 @@ def _close_quietly(fd: int) -> None:
         os.close(fd)
     except OSError:
         pass
+
+
+BATCH_CHUNKS = 16  # chunks written between two durability points (64 MiB)
+BATCHES_IN_FLIGHT = 2  # written batches waiting for their fsyncs: bounds the dirty page cache
+
+
+class BatchWriter:
+    """Write chunk files now; make them durable, then visible under their names, a batch at a time.
+
+    Like the engine's ChunkWriter, a chunk is only renamed to its name after its fsync, so no chunk is ever
+    visible before its bytes are on disk, and an interrupted pull leaves only temp files. Unlike it, the
+    fsyncs run a batch at a time in one committer thread: fsyncing each 4 MiB file as it arrives, from
+    several threads, costs a journal commit per chunk and competed with the downloads (measured: about a
+    third of a pull's time); a batch is flushed while the next one downloads.
+    """
+
+    def __init__(self, batch: int = BATCH_CHUNKS) -> None:
+        self._batch = batch
+        self._pending: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[list[tuple[str, str]] | None] = queue.Queue(maxsize=BATCHES_IN_FLIGHT)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._commit_loop, name="chunk-commit", daemon=True)
+        self._thread.start()
+
+    def write(self, final_path: str, data: bytes) -> None:
+        if self._error is not None:
+            raise self._error
+        fd, tmp = write_temp(final_path, data)
+        os.close(fd)
+        with self._lock:
+            self._pending.append((tmp, final_path))
+            if len(self._pending) < self._batch:
+                return
+            batch, self._pending = self._pending, []
+        self._queue.put(batch)  # blocks while earlier batches still wait for the disk
+
+    def _commit_loop(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                _commit(batch)
+            except BaseException as exc:  # reported by write()/close() in the caller's thread
+                self._error = exc
+
+    def close(self) -> None:
+        """Commit what is pending and wait for every batch; re-raise a commit error. Idempotent."""
+        if not self._closed:
+            self._closed = True
+            with self._lock:
+                batch, self._pending = self._pending, []
+            if batch:
+                self._queue.put(batch)
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _commit(batch: list[tuple[str, str]]) -> None:
+    for tmp, _ in batch:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    for tmp, final_path in batch:
+        os.replace(tmp, final_path)

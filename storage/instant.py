@@ -99,7 +99,7 @@ def deferred_interrupts() -> Iterator[None]:
 
 def state_path(repo: Repository, migration: RbdMigration) -> str:
     """Where the record of an instant restore into this image lives (beside the restores' resume state)."""
-    return os.path.join(repo.path, "restore-state", f"instant-rbd-{migration.spec.pool}@{migration.name}.json")
+    return os.path.join(repo.state_dir(), f"instant-rbd-{migration.spec.pool}@{migration.name}.json")
 
 
 def _load_record(path: str) -> dict[str, Any] | None:

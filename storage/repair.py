@@ -70,7 +70,7 @@ def repair(
         absent = [c for c in referenced if not repo.has_chunk(c)]
         result.chunks_missing = sorted(absent)
         suspect = sorted({c for r in revisions if r.distrusted for c in r.all_chunks()} - set(absent))
-        with ThreadPoolExecutor(max_workers=check_threads or default_threads()) as pool:
+        with ThreadPoolExecutor(max_workers=check_threads or default_threads(repo)) as pool:
             damaged = [c for c, intact in pool.map(lambda c: (c, _intact(repo, c)), suspect) if not intact]
         for chunk in damaged:
             repo.quarantine(chunk)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,12 +38,12 @@ from urllib.parse import quote, urlsplit
 import requests
 import urllib3
 
-from .durable import write_temp
+from .backend import is_rados_root, open_store
+from .durable import BatchWriter  # noqa: F401 - re-exported (it lived here)
 from .errors import NotARepository, StorageError
-from .fsutil import fsync_dir, is_temp_name, write_file_atomic
 from .manifest import DISTRUSTED, MAX_MANIFEST_BYTES, Revision
 from .names import check_name
-from .repository import ChunkDamaged, Repository, check_config, config_file, has_repository, stored_limit
+from .repository import CONFIG_FILE, ChunkDamaged, Repository, check_config, has_repository, stored_limit
 from .wire import EXPORT_PATH, MISSING, RECORD_HEADER, BadRecord, parse_record_header
 
 DEFAULT_THREADS = 4  # loopback and LAN: more only adds contention on few cores; raise it for slow links
@@ -327,79 +326,6 @@ def parse_manifest(data: bytes, where: str, revision_id: str, chunk_size: int) -
 
 # -- fetching chunks in parallel -------------------------------------------------------------------------
 
-BATCH_CHUNKS = 16  # chunks written between two durability points (64 MiB)
-BATCHES_IN_FLIGHT = 2  # written batches waiting for their fsyncs: bounds the dirty page cache
-
-
-class BatchWriter:
-    """Write chunk files now; make them durable, then visible under their names, a batch at a time.
-
-    Like the engine's ChunkWriter, a chunk is only renamed to its name after its fsync, so no chunk is ever
-    visible before its bytes are on disk, and an interrupted pull leaves only temp files. Unlike it, the
-    fsyncs run a batch at a time in one committer thread: fsyncing each 4 MiB file as it arrives, from
-    several threads, costs a journal commit per chunk and competed with the downloads (measured: about a
-    third of a pull's time); a batch is flushed while the next one downloads.
-    """
-
-    def __init__(self, batch: int = BATCH_CHUNKS) -> None:
-        self._batch = batch
-        self._pending: list[tuple[str, str]] = []
-        self._lock = threading.Lock()
-        self._queue: queue.Queue[list[tuple[str, str]] | None] = queue.Queue(maxsize=BATCHES_IN_FLIGHT)
-        self._error: BaseException | None = None
-        self._closed = False
-        self._thread = threading.Thread(target=self._commit_loop, name="chunk-commit", daemon=True)
-        self._thread.start()
-
-    def write(self, final_path: str, data: bytes) -> None:
-        if self._error is not None:
-            raise self._error
-        fd, tmp = write_temp(final_path, data)
-        os.close(fd)
-        with self._lock:
-            self._pending.append((tmp, final_path))
-            if len(self._pending) < self._batch:
-                return
-            batch, self._pending = self._pending, []
-        self._queue.put(batch)  # blocks while earlier batches still wait for the disk
-
-    def _commit_loop(self) -> None:
-        while True:
-            batch = self._queue.get()
-            if batch is None:
-                return
-            if self._error is not None:
-                continue
-            try:
-                _commit(batch)
-            except BaseException as exc:  # reported by write()/close() in the caller's thread
-                self._error = exc
-
-    def close(self) -> None:
-        """Commit what is pending and wait for every batch; re-raise a commit error. Idempotent."""
-        if not self._closed:
-            self._closed = True
-            with self._lock:
-                batch, self._pending = self._pending, []
-            if batch:
-                self._queue.put(batch)
-            self._queue.put(None)
-            self._thread.join()
-        if self._error is not None:
-            raise self._error
-
-
-def _commit(batch: list[tuple[str, str]]) -> None:
-    for tmp, _ in batch:
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    for tmp, final_path in batch:
-        os.replace(tmp, final_path)
-
-
 @dataclass
 class FetchOutcome:
     fetched: dict[str, int] = field(default_factory=dict)  # chunk -> bytes as stored
@@ -433,7 +359,7 @@ def fetch_chunks(
         fetch_batch, batch = one_at_a_time(fetch), 1
     per_request = max(1, min(batch, -(-len(chunks) // threads)))  # every thread gets work on small pulls
     groups = [chunks[i:i + per_request] for i in range(0, len(chunks), per_request)]
-    writer = BatchWriter()
+    writer = repo.chunk_writer(batched=True)
     lock = threading.Lock()
     stop = threading.Event()
     counts = [0, 0]  # chunks done, bytes received
@@ -468,7 +394,7 @@ def fetch_chunks(
                     except ChunkDamaged as exc:
                         reasons[chunk] = f"received bytes do not match: {exc.reason}"
                         continue
-                    writer.write(repo.chunk_path(chunk), stored)
+                    writer.write(repo.chunk_key(chunk), stored)
                     settled.add(chunk)
                     finish(chunk, len(stored), None)
             except RemoteError as exc:
@@ -530,7 +456,8 @@ def pull(
         remote = chosen
     for repository in remote:
         check_name("repository", repository.repository)
-    os.makedirs(root, exist_ok=True)
+    if not is_rados_root(root):
+        os.makedirs(root, exist_ok=True)
     for repository in remote:
         pull_repository(root, client, repository.repository, result, threads=threads, progress=progress, wait=wait)
     result.seconds = round(time.monotonic() - started, 3)
@@ -590,7 +517,6 @@ def pull_repository(
 def _write_manifests(repo: Repository, name: str, wanted: list[tuple[bytes, Revision]],
                      failed: dict[str, str], result: PullResult) -> None:
     """Write each manifest whose chunks are all here; a distrusted one also with what the source lacked."""
-    folder = os.path.join(repo.path, "revisions")
     for data, revision in sorted(wanted, key=lambda item: (item[1].created, item[1].id)):
         lacking = {c for c in revision.all_chunks() if c in failed}
         if lacking and not revision.distrusted:
@@ -600,7 +526,7 @@ def _write_manifests(repo: Repository, name: str, wanted: list[tuple[bytes, Revi
             continue
         for chunk in lacking:
             result.chunks_unavailable.setdefault(chunk, failed[chunk])
-        write_file_atomic(os.path.join(folder, f"{revision.id}.json"), data)
+        repo.write_manifest_bytes(revision.id, data)
         result.revisions_pulled.append(f"{name}/{revision.id}")
     for chunk in result.chunks_failed:
         result.chunks_unavailable.pop(chunk, None)
@@ -608,15 +534,16 @@ def _write_manifests(repo: Repository, name: str, wanted: list[tuple[bytes, Revi
 
 def _open_replica(root: str, name: str, config_bytes: bytes, config: dict[str, Any]) -> Repository:
     """Open ``root/name``, or create it with the source's description (same chunk size and settings)."""
-    path = os.path.join(root, name)
+    store = open_store(root)
     if has_repository(root, name):
         repo = Repository.open(root, name)
         if repo.chunk_size != int(config["chunk_size"]):
-            raise ForeignRepository(path, repo.chunk_size, config["chunk_size"])
+            raise ForeignRepository(repo.path, repo.chunk_size, config["chunk_size"])
         return repo
-    if os.path.isdir(path) and any(not is_temp_name(n) for n in os.listdir(path)):
+    if store.holds_foreign(name):
         raise NotARepository(root, name)  # a non-empty folder that is not ours: never write into it
-    Repository(root, name, config).ensure_folders()
-    write_file_atomic(config_file(path), config_bytes)  # last: marks it complete
-    fsync_dir(root)
+    store.prepare([name])
+    Repository(root, name, config, store).ensure_folders()
+    store.put(f"{name}/{CONFIG_FILE}", config_bytes, exclusive=True)  # last: marks it complete
+    store.sync({""})
     return Repository.open(root, name)

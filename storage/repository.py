@@ -1,6 +1,7 @@
-"""One VM's repository on disk: its description, chunks, revision manifests, quarantine and locks.
+"""One VM's repository: its description, chunks, revision manifests, quarantine and locks.
 
-Layout (self-describing; a copy made with rsync works as is)::
+Everything goes through the root's backend (``storage.backend``: a folder, or a RADOS pool), by key. The
+layout (self-describing; for a folder, a copy made with rsync works as is)::
 
     ROOT/<vm>/repository.json             format version, chunk size, hash, compression
     ROOT/<vm>/revisions/<rev>.json        one manifest per revision, written after all its chunks
@@ -24,6 +25,7 @@ import blake3
 import zstandard
 
 from . import clock
+from .backend import Backend, ChunkSink, LockHandle, open_store
 from .errors import (
     CorruptRepository,
     NoRevisions,
@@ -33,8 +35,7 @@ from .errors import (
     UnknownVM,
     UnsupportedFormat,
 )
-from .fsutil import fsync_dir, is_temp_name, read_regular, write_file_atomic, write_json_atomic
-from .locks import flocked
+from .fsutil import is_temp_name
 from .manifest import DISTRUSTED, MAX_MANIFEST_BYTES, Revision
 from .names import check_name
 
@@ -111,10 +112,12 @@ class _Codec(threading.local):
 class Repository:
     """Access to ``ROOT/<vm>``. Methods are thread-safe unless they say otherwise."""
 
-    def __init__(self, root: str, vm: str, config: dict[str, Any]) -> None:
+    def __init__(self, root: str, vm: str, config: dict[str, Any], store: Backend | None = None) -> None:
         self.root = root
         self.vm = vm
-        self.path = repository_path(root, vm)
+        self.store = store or open_store(root)
+        #: where the repository is, for messages (for a folder: its path, as before backends)
+        self.path = self.store.describe(vm)
         self.config = config
         self.chunk_size = int(config["chunk_size"])
         self._codec = _Codec(int(config.get("zstd_level", DEFAULT_ZSTD_LEVEL)))
@@ -125,12 +128,13 @@ class Repository:
     @classmethod
     def open(cls, root: str, vm: str) -> Repository:
         check_name("VM", vm)
-        config_path = config_file(repository_path(root, vm))
-        if not os.path.lexists(config_path):  # present but not a regular file: _read_config says what it is
+        store = open_store(root)
+        key = f"{vm}/{CONFIG_FILE}"
+        if store.stat(key) is None:  # present but not a regular file: _read_config says what it is
             if not is_root(root):
                 raise NotARepository(root, vm)
             raise UnknownVM(vm, root)
-        return cls(root, vm, _read_config(config_path))
+        return cls(root, vm, _read_config(store, key), store)
 
     @classmethod
     def open_or_create(
@@ -138,19 +142,16 @@ class Repository:
     ) -> Repository:
         """Open the VM's repository, creating it (with these settings) on its first backup."""
         check_name("VM", vm)
-        path = repository_path(root, vm)
         if has_repository(root, vm):
             return cls.open(root, vm)
-        if os.path.exists(root) and not os.path.isdir(root):
-            raise NotARepository(root, vm)
-        if os.path.isdir(path) and any(not is_temp_name(n) for n in os.listdir(path)):
+        store = open_store(root)
+        if store.holds_foreign(vm):
             raise NotARepository(root, vm)  # a non-empty folder that is not ours: never write into it
-        return cls._create(root, vm, zstd_level, chunk_size)
+        return cls._create(root, vm, zstd_level, chunk_size, store)
 
     @classmethod
-    def _create(cls, root: str, vm: str, zstd_level: int, chunk_size: int) -> Repository:
-        path = os.path.join(root, vm)
-        os.makedirs(path, exist_ok=True)
+    def _create(cls, root: str, vm: str, zstd_level: int, chunk_size: int, store: Backend) -> Repository:
+        store.prepare([vm])
         config = {
             "format": REPOSITORY_FORMAT,
             "version": FORMAT_VERSION,
@@ -161,10 +162,12 @@ class Repository:
             "zstd_level": zstd_level,
             "created": clock.isoformat(clock.now()),
         }
-        repository = cls(root, vm, config)
+        repository = cls(root, vm, config, store)
         repository.ensure_folders()
-        write_json_atomic(config_file(path), config)  # last: marks it complete
-        fsync_dir(root)
+        # last: marks it complete. Put-if-absent: when two hosts create it at once, one description wins
+        if not store.put(f"{vm}/{CONFIG_FILE}", json_bytes(config), exclusive=True):
+            return cls.open(root, vm)
+        store.sync({""})
         return repository
 
     def ensure_folders(self) -> None:
@@ -173,34 +176,35 @@ class Repository:
         Writers call it (under the exclusive lock): a chunk folder lost to a cleanup or an incomplete copy would
         otherwise fail every later backup that meets a chunk of its prefix.
         """
-        made: set[str] = set()
-        chunks = os.path.join(self.path, "chunks")
-        folders = [self.revisions_folder, os.path.join(self.path, "quarantine"), chunks]
-        folders += [os.path.join(chunks, f"{prefix:02x}") for prefix in range(256)]
-        for folder in folders:
-            if not os.path.isdir(folder):
-                os.makedirs(folder, exist_ok=True)
-                made.add(os.path.dirname(folder))
-        for parent in sorted(made):
-            fsync_dir(parent)
+        chunks = f"{self.vm}/chunks"
+        folders = [f"{self.vm}/revisions", f"{self.vm}/quarantine", chunks]
+        folders += [f"{chunks}/{prefix:02x}" for prefix in range(256)]
+        self.store.prepare(folders)
 
     # -- locks -----------------------------------------------------------------------------------
-    def lock(self, *, exclusive: bool, wait: float | None, purpose: str) -> AbstractContextManager[None]:
-        """The operation lock: backup/gc exclusive, restore/verify shared."""
-        return flocked(os.path.join(self.path, "lock"), exclusive=exclusive, wait=wait, vm=self.vm,
-                       purpose=purpose)
+    def lock(self, *, exclusive: bool, wait: float | None, purpose: str) -> AbstractContextManager[LockHandle]:
+        """The operation lock: backup/gc exclusive, restore/verify shared (across hosts on a shared store)."""
+        return self.store.lock(f"{self.vm}/lock", exclusive=exclusive, wait=wait, vm=self.vm, purpose=purpose)
 
-    def meta_lock(self) -> AbstractContextManager[None]:
+    def meta_lock(self) -> AbstractContextManager[LockHandle]:
         """Short exclusive lock around read-modify-write of manifests."""
-        return flocked(os.path.join(self.path, "meta.lock"), exclusive=True, wait=None, vm=self.vm,
-                       purpose="manifest update")
+        return self.store.lock(f"{self.vm}/meta.lock", exclusive=True, wait=None, vm=self.vm,
+                               purpose="manifest update")
 
     # -- chunks ----------------------------------------------------------------------------------
+    def chunk_key(self, chunk: str) -> str:
+        return chunk_key(self.vm, chunk)
+
     def chunk_path(self, chunk: str) -> str:
-        return chunk_file(self.path, chunk)
+        """The chunk's file, for a repository in a folder (tests and tools that look at files)."""
+        return self.store.describe(self.chunk_key(chunk))
 
     def has_chunk(self, chunk: str) -> bool:
-        return os.path.exists(self.chunk_path(chunk))
+        return self.store.exists(self.chunk_key(chunk))
+
+    def chunk_writer(self, *, batched: bool = False) -> ChunkSink:
+        """A background writer of stored chunks (``write(chunk_key, stored)``): durable when closed."""
+        return self.store.chunk_sink(batched=batched)
 
     def compress(self, data: bytes) -> bytes:
         """A zstd frame of ``data``; incompressible data goes into raw zstd blocks without trying.
@@ -223,7 +227,7 @@ class Repository:
 
     def store_chunk(self, chunk: str, stored: bytes, *, sync: bool = True) -> None:
         """Write a compressed chunk under its name, atomically; replaces a damaged copy."""
-        write_file_atomic(self.chunk_path(chunk), stored, mode=0o444, sync_dir=False)
+        self.store.put(self.chunk_key(chunk), stored, mode=0o444, sync=False)
 
     def read_stored(self, chunk: str) -> bytes:
         """The chunk file's bytes as stored (compressed), unverified.
@@ -232,7 +236,7 @@ class Repository:
         a symlink (to ``/dev/zero``, say) or an oversized file is damage, not a hang or a memory blow-up.
         """
         try:
-            return read_regular(self.chunk_path(chunk), stored_limit(self.chunk_size))
+            return self.store.get(self.chunk_key(chunk), stored_limit(self.chunk_size))
         except FileNotFoundError:
             raise ChunkDamaged(chunk, "missing") from None
         except OSError as exc:
@@ -262,49 +266,54 @@ class Repository:
         return self.decode(chunk, self.read_stored(chunk))
 
     def iter_chunk_files(self) -> Iterator[tuple[str, str]]:
-        """Yield ``(name, path)`` of every file in the chunk folders, temp files included."""
-        base = os.path.join(self.path, "chunks")
-        for prefix in sorted(os.listdir(base) if os.path.isdir(base) else []):
-            folder = os.path.join(base, prefix)
-            if not os.path.isdir(folder):
-                continue
-            for name in os.listdir(folder):
-                yield name, os.path.join(folder, name)
+        """Yield ``(name, key)`` of every object in the chunk folders, temp files included."""
+        for key in self.store.list(f"{self.vm}/chunks/"):
+            parts = key.split("/")
+            if len(parts) == 4:  # vm/chunks/<2 hex>/<name>: anything else is not a chunk (left alone)
+                yield parts[3], key
 
     def sync_chunk_folders(self, prefixes: set[str]) -> None:
-        for prefix in sorted(prefixes):
-            fsync_dir(os.path.join(self.path, "chunks", prefix))
+        self.store.sync({f"{self.vm}/chunks/{prefix}" for prefix in prefixes})
 
     def quarantine(self, chunk: str) -> str | None:
-        """Move a damaged chunk aside (kept for forensics, never deleted). Returns its new path."""
-        source = self.chunk_path(chunk)
+        """Move a damaged chunk aside (kept for forensics, never deleted). Returns where it went."""
         stamp = clock.now().strftime("%Y%m%dT%H%M%S.%fZ")
-        destination = os.path.join(self.path, "quarantine", f"{chunk}.{stamp}")
-        try:
-            os.rename(source, destination)
-        except FileNotFoundError:
+        destination = f"{self.vm}/quarantine/{chunk}.{stamp}"
+        if not self.store.move(self.chunk_key(chunk), destination):
             return None  # missing, or another verify moved it first
-        fsync_dir(os.path.dirname(source))
-        fsync_dir(os.path.dirname(destination))
-        return destination
+        return self.store.describe(destination)
 
     def quarantined_chunks(self) -> set[str]:
-        folder = os.path.join(self.path, "quarantine")
-        return {name.split(".", 1)[0] for name in os.listdir(folder)} if os.path.isdir(folder) else set()
+        return {key.rsplit("/", 1)[-1].split(".", 1)[0]
+                for key in self.store.list(f"{self.vm}/quarantine/", recursive=False)}
 
     # -- revisions -------------------------------------------------------------------------------
-    def _revision_path(self, revision_id: str) -> str:
-        return revision_file(self.path, revision_id)
+    def _revision_key(self, revision_id: str) -> str:
+        return f"{self.vm}/revisions/{revision_id}.json"
 
     @property
     def revisions_folder(self) -> str:
-        return os.path.join(self.path, "revisions")
+        return self.store.describe(f"{self.vm}/revisions")
+
+    def has_revisions_folder(self) -> bool:
+        return self.store.has_folder(f"{self.vm}/revisions")
 
     def revision_ids(self) -> list[str]:
         """The ids of the manifests in ``revisions/`` (none when the folder is missing)."""
-        folder = self.revisions_folder
-        names = os.listdir(folder) if os.path.isdir(folder) else []
+        names = [key.rsplit("/", 1)[-1] for key in self.store.list(f"{self.vm}/revisions/", recursive=False)]
         return [n[: -len(".json")] for n in names if n.endswith(".json") and not n.startswith(".")]
+
+    def read_manifest(self, revision_id: str) -> bytes:
+        """A manifest's bytes as stored (FileNotFoundError when absent, OSError when not a plain file)."""
+        return self.store.get(self._revision_key(revision_id), MAX_MANIFEST_BYTES)
+
+    def read_config(self) -> bytes:
+        """``repository.json`` as stored."""
+        return self.store.get(f"{self.vm}/{CONFIG_FILE}", MAX_CONFIG_BYTES)
+
+    def state_dir(self) -> str:
+        """A local folder for the resume state of restores to targets without a folder of their own."""
+        return self.store.state_dir(self.vm)
 
     def revisions(self) -> list[Revision]:
         """Every readable revision, oldest first.
@@ -328,9 +337,9 @@ class Repository:
 
     def load_revision(self, revision_id: str) -> Revision:
         check_name("revision", revision_id)
-        path = self._revision_path(revision_id)
+        path = self.store.describe(self._revision_key(revision_id))
         try:
-            data = read_regular(path, MAX_MANIFEST_BYTES)
+            data = self.read_manifest(revision_id)
         except FileNotFoundError:
             raise UnknownRevision(revision_id, self.vm) from None
         except OSError as exc:
@@ -351,7 +360,11 @@ class Repository:
         return candidates[-1] if candidates else None
 
     def write_revision(self, revision: Revision) -> None:
-        write_json_atomic(self._revision_path(revision.id), revision.to_json())
+        self.store.put(self._revision_key(revision.id), json_bytes(revision.to_json()))
+
+    def write_manifest_bytes(self, revision_id: str, data: bytes) -> None:
+        """A manifest as received (replication keeps the source's bytes)."""
+        self.store.put(self._revision_key(revision_id), data)
 
     def update_revision(self, revision_id: str, change: Callable[[Revision], None]) -> Revision:
         """Apply ``change`` to a manifest under the metadata lock and write it back atomically."""
@@ -362,8 +375,9 @@ class Repository:
             return revision
 
     def delete_revision(self, revision_id: str) -> None:
-        os.unlink(self._revision_path(revision_id))
-        fsync_dir(os.path.join(self.path, "revisions"))
+        if not self.store.delete(self._revision_key(revision_id)):
+            raise FileNotFoundError(self.store.describe(self._revision_key(revision_id)))
+        self.store.sync({f"{self.vm}/revisions"})
 
     def new_revision_id(self) -> str:
         return clock.now().strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
@@ -372,20 +386,27 @@ class Repository:
     def remove_leftovers(self) -> int:
         """Delete temp files of interrupted writes. Call only under the exclusive lock."""
         removed = 0
-        folders = [self.revisions_folder, self.path]
-        for folder in folders:
-            for name in os.listdir(folder) if os.path.isdir(folder) else []:
-                if is_temp_name(name):
-                    os.unlink(os.path.join(folder, name))
+        for folder in (f"{self.vm}/revisions/", f"{self.vm}/"):
+            for key in list(self.store.list(folder, recursive=False)):
+                if is_temp_name(key.rsplit("/", 1)[-1]) and self.store.delete(key):
                     removed += 1
-        for name, path in self.iter_chunk_files():
-            if is_temp_name(name):
-                os.unlink(path)
+        for name, key in list(self.iter_chunk_files()):
+            if is_temp_name(name) and self.store.delete(key):
                 removed += 1
         return removed
 
 
 # -- where things are (the one place that knows the layout; the portal asks here, never joins paths itself) --
+
+def json_bytes(document: Any) -> bytes:
+    """A JSON document as the repository stores it (what ``fsutil.write_json_atomic`` writes)."""
+    return json.dumps(document, indent=1, sort_keys=True).encode() + b"\n"
+
+
+def chunk_key(vm: str, chunk: str) -> str:
+    """The key of a chunk in any backend (for a folder: its path below the root)."""
+    return f"{vm}/chunks/{chunk[:2]}/{chunk}"
+
 
 def repository_path(root: str, vm: str) -> str:
     return os.path.join(root, vm)
@@ -393,7 +414,14 @@ def repository_path(root: str, vm: str) -> str:
 
 def has_repository(root: str, vm: str) -> bool:
     """True when ``vm`` has a repository under ``root`` (its description exists: it had a first backup)."""
-    return os.path.isfile(os.path.join(root, vm, CONFIG_FILE))
+    return open_store(root).is_file(f"{vm}/{CONFIG_FILE}")
+
+
+def repository_exists(root: str, vm: str) -> bool:
+    """True when ``vm`` has a repository under ``root``, even one whose description is damaged (for a folder:
+    the VM's folder exists). "Absent" must be sure: the portal reads it as "no backups yet"."""
+    store = open_store(root)
+    return store.has_folder(vm) if store.kind == "local" else store.exists(f"{vm}/{CONFIG_FILE}")
 
 
 def config_file(path: str) -> str:
@@ -412,25 +440,32 @@ def revision_file(path: str, revision_id: str) -> str:
 
 
 def is_root(root: str) -> bool:
-    """True when ``root`` is a folder holding at least one repository (or nothing at all yet)."""
-    if not os.path.isdir(root):
+    """True when ``root`` is a folder holding at least one repository, or a RADOS pool that exists."""
+    store = open_store(root)
+    if not store.is_root():
         return False
-    entries = os.listdir(root)
-    return any(has_repository(root, e) for e in entries)
+    if store.kind != "local":
+        return True
+    return any(store.is_file(f"{entry}/{CONFIG_FILE}") for entry in store.list("", recursive=False))
 
 
 def list_vms(root: str) -> list[str]:
-    if not os.path.isdir(root):
+    store = open_store(root)
+    if not store.is_root():
         return []
-    return sorted(e for e in os.listdir(root) if has_repository(root, e))
+    suffix = "/" + CONFIG_FILE
+    if store.kind == "local":
+        return sorted(key for key in store.list("", recursive=False) if store.is_file(key + suffix))
+    return sorted({key[: -len(suffix)] for key in store.list("") if key.endswith(suffix) and key.count("/") == 1})
 
 
-def _read_config(path: str) -> dict[str, Any]:
+def _read_config(store: Backend, key: str) -> dict[str, Any]:
+    path = store.describe(key)
     try:
-        data = read_regular(path, MAX_CONFIG_BYTES)
+        data = store.get(key, MAX_CONFIG_BYTES)
     except OSError as exc:
         raise CorruptRepository(path, exc.strerror or exc) from None
-    return check_config(data, path, os.path.dirname(path))
+    return check_config(data, path, store.describe(key.rsplit("/", 1)[0]))
 
 
 def check_config(data: bytes, where: str, name: str | None = None) -> dict[str, Any]:

@@ -126,7 +126,7 @@ def restore(
     repo = Repository.open(root, vm)
     with repo.lock(exclusive=False, wait=wait, purpose="restore"):
         revision = repo.resolve(revision_id).only(disk)
-        state_dir = os.path.join(repo.path, "restore-state")
+        state_dir = repo.state_dir()
         target = open_target(target_spec, force=force, state_dir=state_dir)
         state = _ResumeState.load(target.state_path, revision) if target.can_resume() else None
         resumed = state is not None
@@ -139,7 +139,7 @@ def restore(
                 _recheck_done(revision, target, state)
             flusher = BackgroundFlush(target.flush) if sync else None
             try:
-                result = _write_chunks(repo, revision, target, state, threads or default_threads(), progress,
+                result = _write_chunks(repo, revision, target, state, threads or default_threads(repo), progress,
                                        flusher, Throttle(limit_bytes_per_second))
             finally:
                 if flusher is not None:

@@ -2,16 +2,18 @@
 
 ``forget`` only removes a manifest; chunks go later, in ``gc``, and only when no manifest names them and
 they are older than a grace period, under the exclusive lock so gc never races a running backup (which
-may just have written chunks its manifest does not name yet).
+may just have written chunks its manifest does not name yet, or be about to reuse an unreferenced one). On a
+shared store (RADOS) that lock is held across hosts, and both sides check it before they act on what they saw:
+gc before each delete, a backup before its manifest, so a lock that lapsed during an outage stops them.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 
 from . import clock
+from .backend import LockHandle
 from .errors import CorruptRepository, RevisionProtected
 from .fsutil import is_temp_name
 from .manifest import Revision
@@ -62,8 +64,8 @@ def gc(root: str, vm: str, *, grace: float = DEFAULT_GRACE_SECONDS, wait: float 
     started = time.monotonic()
     repo = Repository.open(root, vm)
     result = GcResult()
-    with repo.lock(exclusive=True, wait=wait, purpose="gc"):
-        if not os.path.isdir(repo.revisions_folder):
+    with repo.lock(exclusive=True, wait=wait, purpose="gc") as held:
+        if not repo.has_revisions_folder():
             raise CorruptRepository(repo.revisions_folder, "the folder is missing, so every chunk would look "
                                                            "unreferenced; gc deletes nothing until it is back")
         result.leftovers_removed = repo.remove_leftovers()
@@ -72,20 +74,27 @@ def gc(root: str, vm: str, *, grace: float = DEFAULT_GRACE_SECONDS, wait: float 
             result.unreadable_revisions = sorted(repo.unreadable)
         result.chunks_referenced = len(referenced)
         if not result.unreadable_revisions:
-            _sweep(repo, referenced, clock.timestamp() - grace, result)
+            _sweep(repo, referenced, clock.timestamp() - grace, result, held)
     result.seconds = round(time.monotonic() - started, 3)
     return result
 
 
-def _sweep(repo: Repository, referenced: set[str], cutoff: float, result: GcResult) -> None:
-    """Delete the chunk files no manifest references, last modified before ``cutoff``."""
-    for name, path in repo.iter_chunk_files():
+def _sweep(repo: Repository, referenced: set[str], cutoff: float, result: GcResult, held: LockHandle) -> None:
+    """Delete the chunk files no manifest references, last modified before ``cutoff``.
+
+    Before each delete the lock is checked: on a shared store a lock that lapsed (an outage longer than its expiry)
+    may be held by a backup on another host by now, which may be about to reference the chunk.
+    """
+    for name, key in repo.iter_chunk_files():
         if name in referenced or is_temp_name(name):
             continue
-        info = os.lstat(path)
-        if info.st_mtime > cutoff:
+        info = repo.store.stat(key)
+        if info is None:
+            continue  # gone meanwhile
+        if info.mtime > cutoff:
             result.chunks_kept_young += 1
             continue
-        os.unlink(path)
+        held.check()
+        repo.store.delete(key)
         result.chunks_removed += 1
-        result.bytes_removed += info.st_size
+        result.bytes_removed += info.size

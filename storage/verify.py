@@ -64,7 +64,7 @@ def verify(
             result.unreadable_reasons = dict(sorted(repo.unreadable.items()))
         wanted = sorted({c for r in revisions for c in r.all_chunks()})
         bad: dict[str, str] = {}
-        with ThreadPoolExecutor(max_workers=threads or default_threads()) as pool:
+        with ThreadPoolExecutor(max_workers=threads or default_threads(repo)) as pool:
             for chunk, size, reason in pool.map(lambda c: _check(repo, c), wanted):
                 result.chunks_checked += 1
                 result.bytes_checked += size

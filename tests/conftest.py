@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ("tests.fixtures.portal", "tests.fixtures.jobs")
+pytest_plugins = ("tests.fixtures.portal", "tests.fixtures.jobs", "tests.fixtures.store")
 
 LIFEBOAT = str(Path(sys.executable).with_name("lifeboat"))
 # Tests never read the instance config that `make run` leaves in ./var (tests of it set their own path).

@@ -17,7 +17,6 @@ pull below the speed of a plain download. The per-chunk GET stays for repair and
 from __future__ import annotations
 
 import bisect
-import os
 import re
 from collections.abc import Iterator
 from typing import IO, Any
@@ -29,20 +28,9 @@ from flask_smorest import Blueprint
 from sqlalchemy import select
 from werkzeug.wsgi import wrap_file
 
+from storage.backend import Backend, open_store
 from storage.errors import StorageError, UnknownRevision
-from storage.fsutil import open_regular, read_regular
-from storage.manifest import MAX_MANIFEST_BYTES
-from storage.repository import (
-    MAX_CHUNK_SIZE,
-    MAX_CONFIG_BYTES,
-    Repository,
-    chunk_file,
-    config_file,
-    has_repository,
-    repository_path,
-    revision_file,
-    stored_limit,
-)
+from storage.repository import MAX_CHUNK_SIZE, Repository, chunk_key, has_repository, stored_limit
 from storage.wire import BATCH_MIMETYPE, EXPORT_PATH, MAX_BATCH, MAX_BATCH_BYTES, MISSING, RECORD_HEADER, record_header
 
 from ..extensions import db
@@ -98,8 +86,8 @@ RepositoryPage = page_schema(ExportRepositorySchema, "ExportRepositoryPage")
 RevisionPage = page_schema(ExportRevisionSchema, "ExportRevisionPage")
 
 
-def _allowed_path(repository: str) -> str:
-    """The folder of a repository the token may export (it may not exist yet), or 404."""
+def _allowed(repository: str) -> Backend:
+    """The store of a repository the token may export (which may not exist yet), or 404."""
     match = _REPOSITORY.fullmatch(repository)
     if match is None:
         api_error(404, f"no repository {repository!r}")
@@ -108,49 +96,45 @@ def _allowed_path(repository: str) -> str:
     visible = access.scope_to_user(select(VM.id).where(VM.id == vm_id), VM.organisation_id, current_user())
     if db.session.execute(visible).first() is None or not current_token().allows_vm(vm_id):
         api_error(404, f"no repository {repository!r}")
-    return repository_path(current_app.config["STORAGE_ROOT"], repository)
+    return open_store(current_app.config["STORAGE_ROOT"])
 
 
 def _open(repository: str) -> Repository:
     """The repository of a VM the token may export, or 404."""
-    path = _allowed_path(repository)
+    _allowed(repository)
     try:
-        return Repository.open(os.path.dirname(path), repository)
+        return Repository.open(current_app.config["STORAGE_ROOT"], repository)
     except StorageError:
         api_error(404, f"no backups of {repository} yet")
 
 
-def _open_chunk(path: str) -> IO[bytes] | None:
-    """The chunk file, unbuffered (each read goes from the page cache straight into the bytes sent), or None when
-    it is missing, quarantined, or not a regular chunk-sized file."""
-    try:
-        return os.fdopen(open_regular(path, CHUNK_FILE_LIMIT), "rb", buffering=0)
-    except OSError:
-        return None
+def _open_chunk(store: Backend, repository: str, chunk: str) -> tuple[IO[bytes], int] | None:
+    """The chunk as stored and its size (for a folder: the file unbuffered, so each read goes from the page cache
+    straight into the bytes sent), or None when it is missing, quarantined, or not a regular chunk-sized file."""
+    return store.open_read(chunk_key(repository, chunk), CHUNK_FILE_LIMIT)
 
 
-def _read(path: str, limit: int, missing: str) -> bytes:
-    """A small file of the repository (its description, a manifest): 404 when absent, 409 when it is not a
-    regular file of at most ``limit`` bytes."""
+def _read(read: Any, name: str, missing: str) -> bytes:
+    """A small file of the repository (its description, a manifest) through ``read()``: 404 when absent, 409 when
+    it is not a regular file of at most its limit."""
     try:
-        return read_regular(path, limit)
+        data: bytes = read()
+        return data
     except FileNotFoundError:
         api_error(404, missing)
     except OSError as exc:
-        api_error(409, f"the repository cannot be read: {os.path.basename(path)}: {exc.strerror or exc}",
-                  "repository_unreadable")
+        api_error(409, f"the repository cannot be read: {name}: {exc.strerror or exc}", "repository_unreadable")
 
 
-def _file(path: str, etag: str, *, mimetype: str) -> Response:
-    """Stream an immutable chunk file with a strong ETag; If-None-Match answers 304 without reading it."""
-    handle = _open_chunk(path)
-    if handle is None:
+def _file(opened: tuple[IO[bytes], int] | None, etag: str, *, mimetype: str) -> Response:
+    """Stream an immutable chunk with a strong ETag; If-None-Match answers 304 without reading it."""
+    if opened is None:
         api_error(404, "not found")
+    handle, size = opened
     if request.if_none_match.contains(etag):
         handle.close()
         response = current_app.response_class(status=304)
     else:  # closed by the WSGI server once streamed
-        size = os.fstat(handle.fileno()).st_size
         response = current_app.response_class(wrap_file(request.environ, handle, STREAM_BUFFER),
                                               mimetype=mimetype, direct_passthrough=True)
         response.content_length = size
@@ -184,7 +168,7 @@ def repositories(args: dict[str, Any]) -> dict[str, Any]:
 def repository_json(repository: str) -> Response:
     """The repository's description (format, chunk size, hash, compression), as stored."""
     repo = _open(repository)
-    data = _read(config_file(repo.path), MAX_CONFIG_BYTES, f"no backups of {repository} yet")
+    data = _read(repo.read_config, "repository.json", f"no backups of {repository} yet")
     return _bytes(data, blake3.blake3(data).hexdigest())
 
 
@@ -231,8 +215,7 @@ def manifest(repository: str, revision: str) -> Response:
     repo = _open(repository)
     if _REVISION.fullmatch(revision) is None:
         api_error(404, f"no revision {revision!r}")
-    data = _read(revision_file(repo.path, revision), MAX_MANIFEST_BYTES,
-                 f"no revision {revision!r}")
+    data = _read(lambda: repo.read_manifest(revision), f"{revision}.json", f"no revision {revision!r}")
     return _bytes(data, blake3.blake3(data).hexdigest())
 
 
@@ -255,10 +238,10 @@ def _bytes(data: bytes, etag: str) -> Response:
 @require_scope(SCOPE)
 def chunk(repository: str, chunk: str) -> Response:
     """One chunk as stored (zstd-compressed), named by the BLAKE3 of its plain bytes; immutable."""
-    path = _allowed_path(repository)  # no repository.json read: the hot path stays one query and one stat
+    store = _allowed(repository)  # no repository.json read: the hot path stays one query and one stat
     if _HASH.fullmatch(chunk) is None:
         api_error(404, f"no chunk {chunk!r}")
-    return _file(chunk_file(path, chunk), chunk, mimetype="application/octet-stream")
+    return _file(_open_chunk(store, repository, chunk), chunk, mimetype="application/octet-stream")
 
 
 class _Records:
@@ -311,13 +294,13 @@ def chunk_batch(args: dict[str, Any], repository: str) -> Response:
     The token, tenancy and VM restriction are checked once for the whole batch; a chunk the repository lacks
     is marked in the stream, not an error.
     """
-    path = _allowed_path(repository)
+    store = _allowed(repository)
     items: list[tuple[str, IO[bytes] | None, int]] = []
     total = 0
     try:
         for chunk in args["hashes"]:
-            handle = _open_chunk(chunk_file(path, chunk))
-            size = os.fstat(handle.fileno()).st_size if handle is not None else MISSING
+            opened = _open_chunk(store, repository, chunk)
+            handle, size = opened if opened is not None else (None, MISSING)
             items.append((chunk, handle, size))
             total += RECORD_HEADER + max(size, 0)
             if total > MAX_BATCH_BYTES:

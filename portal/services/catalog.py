@@ -9,14 +9,12 @@ left for the retention job, which forgets through the engine and records it. Eac
 
 from __future__ import annotations
 
-import os
-
 from flask import current_app
 from sqlalchemy import select
 
 from storage.clock import parse_iso
 from storage.errors import StorageError
-from storage.repository import Repository
+from storage.repository import Repository, repository_exists
 
 from ..extensions import db
 from ..models import VM, BackupPoint
@@ -26,7 +24,7 @@ from ..models.backups import STATE_OF_TRUST, PointState
 def refresh(vm: VM) -> int:
     """Upsert the VM's backup points from its repository; return how many were added or changed."""
     root = current_app.config["STORAGE_ROOT"]
-    if not os.path.isdir(os.path.join(root, vm.repository_name)):
+    if not repository_exists(root, vm.repository_name):
         return 0
     try:
         repository = Repository.open(root, vm.repository_name)

@@ -7,12 +7,11 @@ protected in the catalog alone, which the purge job honours as well.
 
 from __future__ import annotations
 
-import os
-
 from flask import current_app
 
 from storage import retention
 from storage.errors import StorageError, UnknownRevision
+from storage.repository import repository_exists
 
 from ..errors import DomainError
 from ..extensions import db
@@ -42,7 +41,7 @@ def set_protected(actor: User, point: BackupPoint, protected: bool) -> BackupPoi
     if point.protected == protected:
         return point
     root = current_app.config["STORAGE_ROOT"]
-    if os.path.isdir(os.path.join(root, point.vm.repository_name)):
+    if repository_exists(root, point.vm.repository_name):
         try:
             retention.set_protected(root, point.vm.repository_name, point.revision, protected)
         except UnknownRevision:

@@ -12,6 +12,8 @@ from typing import Any
 
 from flask import current_app
 
+from ..config import var_folder
+
 #: ``restore-usable`` comes first: the step of an instant restore that makes its image usable (seconds each),
 #: when a disaster run's "instant" strategy wants every VM usable before any hydration or copy runs.
 USABLE_QUEUE = "restore-usable"
@@ -39,7 +41,7 @@ def redis_url(config: Any) -> str:
     url = str(config.get("REDIS_URL") or "")
     if url:
         return url
-    pointer = os.path.join(os.path.dirname(config["STORAGE_ROOT"]), "redis.url")
+    pointer = os.path.join(var_folder(config), "redis.url")
     try:
         with open(pointer, encoding="utf-8") as handle:
             return handle.read().strip()

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 
+from ..backend import open_store
 from ..errors import StorageError
 from ..manifest import Range
 from .http import new_secret, url_host
@@ -54,7 +55,7 @@ class NbdExport:
 
     def __init__(self, root: str, vm: str, revision_id: str, host: str = "127.0.0.1", port: int = 0, *,
                  writable: bool = False, zero_damaged: bool = False, secret: str | None = None) -> None:
-        self.root, self.vm, self.revision_id = os.path.abspath(root), vm, revision_id
+        self.root, self.vm, self.revision_id = open_store(root).canonical_root(), vm, revision_id
         self.host, self.port = host, port
         self.writable, self.zero_damaged = writable, zero_damaged
         self.secret = secret or new_secret()

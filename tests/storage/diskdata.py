@@ -56,3 +56,58 @@ def chunk_files(vm_path: Path) -> list[Path]:
 
 def temp_files(vm_path: Path) -> list[Path]:
     return sorted(vm_path.rglob(".*.tmp"))
+
+
+# -- looking into a repository through its backend (the same for a folder and a RADOS pool) ------------------
+
+def stored_chunks(root: str | Path, vm: str) -> dict[str, int]:
+    """The chunks the repository holds: name -> size as stored (temp files left out)."""
+    from storage.repository import Repository
+
+    repo = Repository.open(str(root), vm)
+    found: dict[str, int] = {}
+    for name, key in repo.iter_chunk_files():
+        info = repo.store.stat(key)
+        if info is not None and not name.startswith("."):
+            found[name] = info.size
+    return found
+
+
+def read_object(root: str | Path, key: str) -> bytes:
+    """An object (a file, for a folder root) of the repository root, by key (``vm1/repository.json``)."""
+    from storage.backend import open_store
+
+    return open_store(str(root)).get(key, 1 << 30)
+
+
+def write_object(root: str | Path, key: str, data: bytes) -> None:
+    """Overwrite an object in place (to damage it), whatever the backend; a read-only chunk file is made writable."""
+    from storage.backend import LocalStore, open_store
+
+    store = open_store(str(root))
+    if isinstance(store, LocalStore):
+        path = Path(store.path(key))
+        if path.exists():
+            path.chmod(0o644)
+        path.write_bytes(data)
+        return
+    store.put(key, data)
+
+
+def delete_object(root: str | Path, key: str) -> None:
+    from storage.backend import open_store
+
+    assert open_store(str(root)).delete(key)
+
+
+def object_exists(root: str | Path, key: str) -> bool:
+    from storage.backend import open_store
+
+    return open_store(str(root)).exists(key)
+
+
+def flip_object_bit(root: str | Path, key: str) -> None:
+    """``flip_bit`` for an object of any backend (the middle of it: see flip_bit)."""
+    data = bytearray(read_object(root, key))
+    data[len(data) // 2] ^= 0x10
+    write_object(root, key, bytes(data))

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-import shutil
 import tarfile
+import uuid
 from pathlib import Path
 
 import pytest
 
+from storage.backend import is_rados_root
 from storage.browse import open_revision_disk
+from storage.copy import copy as copy_root
 from storage.files import open_disk
 from storage.repository import Repository
 from storage.stream import RevisionStream
 
 from .. import images
-from .diskdata import flip_bit
+from .diskdata import flip_object_bit
 
 
-@pytest.fixture(scope="module")
-def backed_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[images.TreeFile]]:
+@pytest.fixture(scope="module", params=["local", pytest.param("rados", marks=pytest.mark.ceph)])
+def backed_up(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[images.TreeFile]]:
+    """One backup of a GPT + ext4 image, in a folder and in a RADOS pool (tests/fixtures/store.py)."""
     if not images.have("sfdisk", "mkfs.ext4"):
         pytest.skip("sfdisk and mkfs.ext4 are needed (Debian packages fdisk, e2fsprogs)")
     work = tmp_path_factory.mktemp("browse")
@@ -26,11 +30,21 @@ def backed_up(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[imag
     src.mkdir()
     files = images.make_tree(src, big_size=10 * 1024 * 1024)
     image = images.gpt_ext4(work / "disk.img", src, size=64 * 1024 * 1024)
-    root = work / "root"
+    root = str(work / "root")
+    if request.param == "rados":
+        cluster = request.getfixturevalue("backup_cluster")
+        root = f"rados:{cluster.pool}/browse-{uuid.uuid4().hex[:8]}"
     from storage.backup import backup
 
-    backup(str(root), "vm1", f"file:{image}")
+    backup(root, "vm1", f"file:{image}")
     return root, files
+
+
+def scratch_copy(root: str, tmp_path: Path) -> str:
+    """A copy of the root of the same backend, to damage (``lifeboat store copy``'s engine)."""
+    target = f"{root.split('/')[0]}/scratch-{uuid.uuid4().hex[:8]}" if is_rados_root(root) else str(tmp_path / "root")
+    copy_root(root, target)
+    return target
 
 
 def test_ls_shows_partitions_and_entries(backed_up, lifeboat) -> None:
@@ -83,7 +97,7 @@ def test_bad_paths_are_one_line_errors(backed_up, lifeboat, path: str) -> None:
     assert result.code == 2 and len(result.stderr.strip().splitlines()) == 1
 
 
-def damage_chunk_where(root: Path, wanted) -> tuple[int, list[tuple[str, list[tuple[int, int]]]]]:
+def damage_chunk_where(root: str, wanted) -> tuple[int, list[tuple[str, list[tuple[int, int]]]]]:
     """Flip a bit in the first chunk whose file map satisfies ``wanted``; return its index and map."""
     repo = Repository.open(str(root), "vm1")
     revision = repo.resolve("latest")
@@ -92,15 +106,14 @@ def damage_chunk_where(root: Path, wanted) -> tuple[int, list[tuple[str, list[tu
         with open_revision_disk(str(root), "vm1", "latest") as disk:
             hits = disk.files_in_ranges([(start, end)])
         if chunk and wanted(hits, start, end):
-            flip_bit(Path(repo.chunk_path(chunk)))
+            flip_object_bit(root, repo.chunk_key(chunk))
             return index, hits
     raise AssertionError("no chunk matched")
 
 
 def test_a_file_on_a_damaged_chunk_is_refused_with_its_ranges(backed_up, lifeboat, tmp_path: Path) -> None:
     root, files = backed_up
-    copy = tmp_path / "root"
-    shutil.copytree(root, copy)
+    copy = scratch_copy(root, tmp_path)
     big = next(f for f in files if f.path == "data/big.bin")
 
     def only_big_data(hits, start, end) -> bool:  # the chunk is file data from end to end, no metadata
@@ -123,12 +136,11 @@ def test_a_file_on_a_damaged_chunk_is_refused_with_its_ranges(backed_up, lifeboa
 def test_damaged_metadata_is_named_as_damage(backed_up, lifeboat, tmp_path: Path) -> None:
     """Chunk 0 holds the partition table and the superblock: its loss must read as damage, not as 'empty'."""
     root, _ = backed_up
-    copy = tmp_path / "root"
-    shutil.copytree(root, copy)
+    copy = scratch_copy(root, tmp_path)
     repo = Repository.open(str(copy), "vm1")
     first = repo.resolve("latest").chunks[0]
     assert first is not None
-    flip_bit(Path(repo.chunk_path(first)))
+    flip_object_bit(copy, repo.chunk_key(first))
     listing = lifeboat("store", "ls", str(copy), "vm1", "latest", "/p1/etc")
     assert listing.code == 2, listing.stdout
     assert "damaged backup data" in listing.stderr and "0-4194304" in listing.stderr

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from storage.backend import open_store
 from storage.backup import backup
 from storage.repository import Repository
 from storage.restore import restore
 from storage.verify import verify
 
-from .diskdata import CHUNK, block, flip_bit, write_image
+from .diskdata import CHUNK, block, delete_object, flip_object_bit, object_exists, write_image
 
 
-def two_revisions(tmp_path: Path, root: Path) -> tuple[Path, bytes, str, str]:
+@pytest.fixture
+def root(store_root: str) -> str:
+    """Every test here runs on each backend: a folder and a RADOS pool (tests/fixtures/store.py)."""
+    return store_root
+
+
+def two_revisions(tmp_path: Path, root: str) -> tuple[Path, bytes, str, str]:
     image = tmp_path / "disk.img"
     expected = write_image(image, [block("random", 1), block("text", 2), block("zero"), block("random", 3)])
     first = backup(str(root), "vm1", f"file:{image}").id
@@ -20,17 +29,18 @@ def two_revisions(tmp_path: Path, root: Path) -> tuple[Path, bytes, str, str]:
     return image, expected, first, second
 
 
-def chunk_of(root: Path, revision: str, index: int) -> tuple[str, Path]:
+def chunk_of(root: str, revision: str, index: int) -> tuple[str, str]:
+    """A chunk of the revision and its key."""
     repo = Repository.open(str(root), "vm1")
     chunk = repo.load_revision(revision).chunks[index]
     assert chunk is not None
-    return chunk, Path(repo.chunk_path(chunk))
+    return chunk, repo.chunk_key(chunk)
 
 
-def test_bit_flip_is_found_quarantined_and_distrusts_every_user(tmp_path: Path, root: Path, lifeboat) -> None:
+def test_bit_flip_is_found_quarantined_and_distrusts_every_user(tmp_path: Path, root: str, lifeboat) -> None:
     _, _, first, second = two_revisions(tmp_path, root)
-    chunk, path = chunk_of(root, second, 1)
-    flip_bit(path)
+    chunk, key = chunk_of(root, second, 1)
+    flip_object_bit(root, key)
 
     done = lifeboat("store", "verify", str(root), "vm1", "--json")
     assert done.code == 1, done.stderr
@@ -38,13 +48,14 @@ def test_bit_flip_is_found_quarantined_and_distrusts_every_user(tmp_path: Path, 
     assert report["damaged_chunks"] == [chunk]
     assert sorted(report["distrusted_revisions"]) == sorted([first, second])
     assert report["damaged_ranges"][second] == [[CHUNK, 2 * CHUNK]]
-    assert not path.exists()
-    assert [p.name.split(".")[0] for p in (root / "vm1" / "quarantine").iterdir()] == [chunk]
+    assert not object_exists(root, key)
+    quarantined = list(open_store(root).list("vm1/quarantine/", recursive=False))
+    assert [k.rsplit("/", 1)[1].split(".")[0] for k in quarantined] == [chunk]
     repo = Repository.open(str(root), "vm1")
     assert {r.trust for r in repo.revisions()} == {"distrusted"}
 
 
-def test_clean_verify_marks_revisions_verified(tmp_path: Path, root: Path, lifeboat) -> None:
+def test_clean_verify_marks_revisions_verified(tmp_path: Path, root: str, lifeboat) -> None:
     _, _, first, _ = two_revisions(tmp_path, root)
     done = lifeboat("store", "verify", str(root), "vm1", first, "--json")
     assert done.code == 0
@@ -53,12 +64,12 @@ def test_clean_verify_marks_revisions_verified(tmp_path: Path, root: Path, lifeb
     assert revision.trust == "verified" and revision.verified_at
 
 
-def test_restore_goes_through_damage_and_names_the_ranges(tmp_path: Path, root: Path, lifeboat) -> None:
+def test_restore_goes_through_damage_and_names_the_ranges(tmp_path: Path, root: str, lifeboat) -> None:
     _, expected, _, second = two_revisions(tmp_path, root)
     _, damaged = chunk_of(root, second, 0)
-    flip_bit(damaged)
+    flip_object_bit(root, damaged)
     _, missing = chunk_of(root, second, 3)
-    missing.unlink()
+    delete_object(root, missing)
 
     out = tmp_path / "out.img"
     done = lifeboat("store", "restore", str(root), "vm1", second, str(out), "--json")
@@ -70,10 +81,10 @@ def test_restore_goes_through_damage_and_names_the_ranges(tmp_path: Path, root: 
     assert data[CHUNK : 3 * CHUNK] == expected[CHUNK : 3 * CHUNK]  # everything else intact
 
 
-def test_next_backup_rewrites_damaged_chunks_and_verify_trusts_again(tmp_path: Path, root: Path) -> None:
+def test_next_backup_rewrites_damaged_chunks_and_verify_trusts_again(tmp_path: Path, root: str) -> None:
     image, expected, first, _ = two_revisions(tmp_path, root)
-    chunk, path = chunk_of(root, first, 3)
-    flip_bit(path)
+    chunk, key = chunk_of(root, first, 3)
+    flip_object_bit(root, key)
     assert not verify(str(root), "vm1").clean
 
     healing = backup(str(root), "vm1", f"file:{image}")
@@ -89,11 +100,11 @@ def test_next_backup_rewrites_damaged_chunks_and_verify_trusts_again(tmp_path: P
     assert out.read_bytes() == expected
 
 
-def test_damage_not_yet_found_by_verify_is_rewritten_once_distrusted(tmp_path: Path, root: Path) -> None:
+def test_damage_not_yet_found_by_verify_is_rewritten_once_distrusted(tmp_path: Path, root: str) -> None:
     """A corrupt chunk whose name is 'known' must not be reused just because the file exists."""
     image, _, first, _ = two_revisions(tmp_path, root)
-    chunk, path = chunk_of(root, first, 0)
-    flip_bit(path)
+    chunk, key = chunk_of(root, first, 0)
+    flip_object_bit(root, key)
     repo = Repository.open(str(root), "vm1")
     for revision in repo.revisions():  # e.g. a failed restore distrusted them, no verify ran yet
         repo.update_revision(revision.id, lambda r: setattr(r, "trust", "distrusted"))
