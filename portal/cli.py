@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from portal.check_cli import check
-from storage.cli import replicate, store
+from storage.cli import keys, replicate, store
 
 
 class OneLineErrors(click.Group):
@@ -52,6 +52,7 @@ def main() -> None:
 
 main.add_command(store)
 main.add_command(replicate)
+main.add_command(keys)
 main.add_command(check)  # the Nagios/Icinga plugin (portal/check_cli.py)
 
 

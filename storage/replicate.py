@@ -464,7 +464,8 @@ def fetch_chunks(
                         finish(chunk, 0, "not available at the source")
                         continue
                     try:
-                        repo.decode(chunk, stored)  # decompress (size checked first) and hash
+                        repo.check_stored(chunk, stored)  # decompress (size checked first) and hash; or
+                        # without the key (a replica of an encrypted repository) the outer hash
                     except ChunkDamaged as exc:
                         reasons[chunk] = f"received bytes do not match: {exc.reason}"
                         continue
@@ -610,7 +611,7 @@ def _open_replica(root: str, name: str, config_bytes: bytes, config: dict[str, A
     """Open ``root/name``, or create it with the source's description (same chunk size and settings)."""
     path = os.path.join(root, name)
     if has_repository(root, name):
-        repo = Repository.open(root, name)
+        repo = Repository.open(root, name, require_key=False)  # a replica needs no key to hold ciphertext
         if repo.chunk_size != int(config["chunk_size"]):
             raise ForeignRepository(path, repo.chunk_size, config["chunk_size"])
         return repo
@@ -619,4 +620,4 @@ def _open_replica(root: str, name: str, config_bytes: bytes, config: dict[str, A
     Repository(root, name, config).ensure_folders()
     write_file_atomic(config_file(path), config_bytes)  # last: marks it complete
     fsync_dir(root)
-    return Repository.open(root, name)
+    return Repository.open(root, name, require_key=False)
