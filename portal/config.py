@@ -43,6 +43,11 @@ DEFAULTS: dict[str, Any] = {
     # http://backup.example.net:5000; the web app serves the backup point there while the image hydrates.
     # Empty: instant restores are refused with that reason.
     "INSTANT_SOURCE_URL": "",
+    # Encryption at rest: the installation's master key, a key file (`lifeboat keys create`) or base64 of 32
+    # bytes. Set, every organisation gets a key (wrapped by it) and new repositories are encrypted; lost, every
+    # encrypted backup is lost with it (README: "Encryption").
+    "MASTER_KEY_FILE": "",
+    "MASTER_KEY": "",
     # The most file data one download of a selection streams (bytes; 0: no limit): a sparse file can claim terabytes.
     "DOWNLOAD_MAX_BYTES": 16 * 1024**3,
     # Each worker writes a restore at most this fast (MiB/s; 0 = no limit), to leave the storage network room.

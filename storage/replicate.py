@@ -565,7 +565,7 @@ def pull_repository(
                 continue  # have it (a distrusted copy is fetched again once the source trusts it)
             data = client.manifest(name, revision_id)
             where = f"{client.base}/{name}/revisions/{revision_id}"
-            wanted.append((data, parse_manifest(data, where, revision_id, repo.chunk_size)))
+            wanted.append((data, repo.codec.open_manifest(data, where, revision_id, repo.chunk_size)))
         needed: dict[str, None] = {}
         for _, revision in wanted:
             for chunk in revision.all_chunks():

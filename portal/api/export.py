@@ -115,7 +115,8 @@ def _open(repository: str) -> Repository:
     """The repository of a VM the token may export, or 404."""
     path = _allowed_path(repository)
     try:
-        return Repository.open(os.path.dirname(path), repository)
+        # ciphertext is exported as stored: a portal without the organisation's key (a replica) serves it too
+        return Repository.open(os.path.dirname(path), repository, require_key=False)
     except StorageError:
         api_error(404, f"no backups of {repository} yet")
 

@@ -5,6 +5,7 @@ from .audit import AuditEntry
 from .backups import BackupPoint
 from .incidents import Heartbeat, Incident, IncidentUpdate
 from .inventory import ENVIRONMENTS, VM, Disk, InventorySync, Policy, ResourceGroup
+from .keys import OrganisationKey
 from .notices import Notice
 from .notifications import Notification, NotificationPreference, Webhook
 from .operations import DisasterRestore, DisasterRun, FireDrill
@@ -28,6 +29,7 @@ __all__ = [
     "IncidentUpdate",
     "InventorySync",
     "Notice",
+    "OrganisationKey",
     "Notification",
     "NotificationPreference",
     "OAuthClient",

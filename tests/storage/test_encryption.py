@@ -18,6 +18,8 @@ import zstandard
 from storage import keys as keymod
 from storage.crypto import CHUNK_MAGIC, HEADER_BYTES
 from storage.repository import Repository
+from tests import images
+from tests.serving import ServeProcess, http_image, qemu
 
 from ..conftest import LIFEBOAT, Run
 from .diskdata import CHUNK, block, chunk_files, flip_bit, write_image
@@ -265,3 +267,28 @@ def test_plain_repositories_are_written_exactly_as_before(tmp_path: Path, root: 
     (stored,) = chunk_files(root / "vm1")
     assert stored.name == blake3.blake3(data).hexdigest()
     assert zstandard.ZstdDecompressor().decompress(stored.read_bytes()) == data
+
+
+@pytest.mark.skipif(not images.have("sfdisk", "mkfs.ext4", "qemu-img", "nbdkit"),
+                    reason="needs sfdisk, mkfs.ext4, qemu-utils and nbdkit (make sysdeps)")
+def test_files_and_serving_work_on_an_encrypted_repository(tmp_path: Path, root: Path, key: Path) -> None:
+    src = tmp_path / "tree"
+    src.mkdir()
+    files = images.make_tree(src, big_size=2 * 1024 * 1024)
+    image = images.gpt_ext4(tmp_path / "disk.img", src, size=32 * 1024 * 1024)
+    from storage.backup import backup as engine_backup
+
+    engine_backup(str(root), "vm1", f"file:{image}", keys=keymod.KeyRing.from_file(str(key)))
+    listing = run("store", "ls", str(root), "vm1", "latest", "/p1/etc", "--json", "--key-file", str(key))
+    assert listing.code == 0, listing.stderr
+    assert "hosts" in {e["name"] for e in listing.json["entries"]}
+    big = next(f for f in files if f.path == "data/big.bin")
+    out = tmp_path / "big.bin"
+    got = run("store", "get", str(root), "vm1", "latest", "/p1/data/big.bin", str(out), "--key-file", str(key))
+    assert got.code == 0 and out.read_bytes() == big.data
+    # served over HTTP (in the CLI's process) and NBD (nbdkit's plugin process finds the key by LIFEBOAT_KEY_FILE)
+    with ServeProcess(str(root), "vm1", "latest", "--http", "--nbd", "--key-file", str(key)) as served:
+        for source in (http_image(served.urls["http"]), served.urls["nbd"]):
+            compared = qemu("qemu-img", "compare", "-f", "raw", str(image), source)
+            assert compared.returncode == 0 and "identical" in compared.stdout, compared.stderr
+        assert served.stop()["damaged"] == []
