@@ -47,6 +47,7 @@ def rotate(root: str, vm: str, ring: KeyRing, *, new_key: Key | None = None, wai
     if not repo.encrypted:
         raise NotEncrypted(vm)
     with repo.lock(exclusive=True, wait=wait, purpose="key rotation"):
+        repo = Repository.open(root, vm, keys=ring)  # the description as it is now, under the lock
         encryption = dict(repo.config["encryption"])
         by = new_key or ring.current
         if by is None:  # pragma: no cover - a ring from a key file always has a current key
@@ -65,5 +66,6 @@ def rewrap(root: str, vm: str, ring: KeyRing, new_key: Key, *, wait: float | Non
     if not repo.encrypted:
         raise NotEncrypted(vm)
     with repo.lock(exclusive=True, wait=wait, purpose="key rewrap"):
+        repo = Repository.open(root, vm, keys=ring)  # the description as it is now, under the lock
         repo.replace_encryption(crypto.rewrapped(repo.config["encryption"], ring, new_key, vm))
     return describe(repo)
