@@ -292,3 +292,34 @@ def test_files_and_serving_work_on_an_encrypted_repository(tmp_path: Path, root:
             compared = qemu("qemu-img", "compare", "-f", "raw", str(image), source)
             assert compared.returncode == 0 and "identical" in compared.stdout, compared.stderr
         assert served.stop()["damaged"] == []
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda c: c.pop("encryption"), "only that, is encrypted"),
+    (lambda c: c.update(version=1, hash="blake3"), "only that, is encrypted"),
+    (lambda c: c["encryption"].update(cipher="rot13"), "unsupported cipher"),
+    (lambda c: c["encryption"]["data_keys"].clear(), "at least one key"),
+    (lambda c: c["encryption"]["data_keys"][0].update(id="../x"), "invalid or repeated"),
+    (lambda c: c["encryption"]["name_key"].update(nonce="AAAA"), "nonce"),
+    (lambda c: c.update(version=3), "format version 3"),
+])
+def test_a_bad_encryption_description_is_one_line(root: Path, key: Path, encrypted: tuple[Path, bytes, str],
+                                                  change, words: str) -> None:
+    path = root / "vm1" / "repository.json"
+    config = json.loads(path.read_text())
+    change(config)
+    path.write_text(json.dumps(config))
+    refused = run("store", "list", str(root), "vm1", "--key-file", str(key))
+    assert refused.code == 2 and words in one_line(refused), refused.stderr
+
+
+def test_a_chunk_moved_under_another_name_does_not_open(root: Path, key: Path,
+                                                        encrypted: tuple[Path, bytes, str]) -> None:
+    """The chunk's name is its associated data: a file copied over another chunk is damage, found by verify."""
+    first, second = chunk_files(root / "vm1")[:2]
+    second.chmod(0o644)
+    second.write_bytes(first.read_bytes())
+    # without the key the copy looks intact (its outer hash is its own): only the key can tell
+    assert run("store", "verify", str(root), "vm1", "--without-key").code == 0
+    found = run("store", "verify", str(root), "vm1", "--json", "--key-file", str(key))
+    assert found.code == 1 and found.json["damaged_chunks"] == [second.name]
