@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from typing import Any
 
 import blake3
@@ -157,6 +158,7 @@ class SealedCodec:
         self.encryption = encryption
         self.name_key: bytes | None = None
         self._keys: dict[bytes, AESGCM] = {}
+        self._scratch = _Scratch()
         self._current = bytes.fromhex(encryption["data_keys"][0]["id"][2:])
         if ring is None and require_key:
             from .keys import KeyRequired
@@ -183,13 +185,17 @@ class SealedCodec:
         return blake3.blake3(data, key=self._need_key()).hexdigest()
 
     def seal_chunk(self, chunk: str, frame: bytes) -> bytes:
+        """The sealed chunk, built in one buffer: a 4 MiB allocation per chunk costs page faults (measured: the
+        encrypt-then-join version spent 40% more system time on a backup than plain), so there is one, not three."""
         self._need_key()
         nonce = secrets.token_bytes(NONCE_BYTES)
-        header = CHUNK_MAGIC + self._current + nonce
-        sealed = self._keys[self._current].encrypt(nonce, frame, _CHUNK_AAD + chunk.encode())
-        hasher = blake3.blake3(header)
-        hasher.update(sealed)
-        return b"".join((header, sealed, hasher.digest()))
+        out = bytearray(HEADER_BYTES + len(frame) + TAG_BYTES + OUTER_BYTES)
+        out[:HEADER_BYTES] = CHUNK_MAGIC + self._current + nonce
+        view = memoryview(out)
+        self._keys[self._current].encrypt_into(nonce, frame, _CHUNK_AAD + chunk.encode(),
+                                               view[HEADER_BYTES:-OUTER_BYTES])
+        view[-OUTER_BYTES:] = outer_hash(view[:-OUTER_BYTES])
+        return out  # type: ignore[return-value]  # a bytearray is bytes to its readers (os.write, len)
 
     def check_outer(self, stored: bytes) -> None:
         """Bit rot, truncation, a file that is not a sealed chunk: found without the key."""
@@ -200,7 +206,10 @@ class SealedCodec:
             raise Broken("its outer hash does not match (bit rot or a cut file)")
 
     def open_chunk(self, chunk: str, stored: bytes) -> bytes:
-        """The zstd frame inside; the AEAD tag checks header and body (the outer hash is for ``check_outer``)."""
+        """The zstd frame inside; the AEAD tag checks header and body (the outer hash is for ``check_outer``).
+
+        The frame is decrypted into this thread's scratch buffer (no 4 MiB allocation per chunk): it is valid
+        until the thread's next ``open_chunk``, which is all ``Repository.decode`` needs (it decompresses it)."""
         self._need_key()
         if len(stored) < OVERHEAD or stored[:len(CHUNK_MAGIC)] != CHUNK_MAGIC:
             raise Broken("not a sealed chunk")
@@ -209,11 +218,14 @@ class SealedCodec:
         if cipher is None:
             raise Broken(f"sealed with data key d-{key_id.hex()}, which the repository does not list")
         view = memoryview(stored)
-        nonce = view[len(CHUNK_MAGIC) + KEY_ID_BYTES:HEADER_BYTES]
+        nonce = bytes(view[len(CHUNK_MAGIC) + KEY_ID_BYTES:HEADER_BYTES])
+        size = len(stored) - OVERHEAD
+        buffer = self._scratch.get(size)
         try:
-            return cipher.decrypt(bytes(nonce), view[HEADER_BYTES:-OUTER_BYTES], _CHUNK_AAD + chunk.encode())
+            cipher.decrypt_into(nonce, view[HEADER_BYTES:-OUTER_BYTES], _CHUNK_AAD + chunk.encode(), buffer)
         except InvalidTag:
             raise Broken("it does not decrypt (damaged, or not this chunk)") from None
+        return buffer  # type: ignore[return-value]  # read at once by decode (decompressed), then reused
 
     # -- manifests -------------------------------------------------------------------------------
     def seal_manifest(self, revision: Revision) -> dict[str, Any]:
@@ -268,6 +280,18 @@ class SealedCodec:
         revision.trust, revision.verified_at, revision.protected = shell.trust, shell.verified_at, shell.protected
         revision.sealed, revision.sealed_chunks = shell.sealed, shell.sealed_chunks
         return revision
+
+
+class _Scratch(threading.local):
+    """One reusable buffer per thread for decrypted frames."""
+
+    def __init__(self) -> None:
+        self.buffer = bytearray()
+
+    def get(self, size: int) -> memoryview:
+        if len(self.buffer) < size:
+            self.buffer = bytearray(size)
+        return memoryview(self.buffer)[:size]
 
 
 def _manifest_aad(outer: dict[str, Any]) -> bytes:
