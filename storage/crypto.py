@@ -213,7 +213,7 @@ class SealedCodec:
         self._need_key()
         if len(stored) < OVERHEAD or stored[:len(CHUNK_MAGIC)] != CHUNK_MAGIC:
             raise Broken("not a sealed chunk")
-        key_id = stored[len(CHUNK_MAGIC):len(CHUNK_MAGIC) + KEY_ID_BYTES]
+        key_id = bytes(stored[len(CHUNK_MAGIC):len(CHUNK_MAGIC) + KEY_ID_BYTES])
         cipher = self._keys.get(key_id)
         if cipher is None:
             raise Broken(f"sealed with data key d-{key_id.hex()}, which the repository does not list")

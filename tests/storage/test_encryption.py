@@ -323,3 +323,28 @@ def test_a_chunk_moved_under_another_name_does_not_open(root: Path, key: Path,
     assert run("store", "verify", str(root), "vm1", "--without-key").code == 0
     found = run("store", "verify", str(root), "vm1", "--json", "--key-file", str(key))
     assert found.code == 1 and found.json["damaged_chunks"] == [second.name]
+
+
+def test_a_sealed_chunk_opens_as_built_and_not_under_another_name(key: Path) -> None:
+    """encode's output (a buffer, as backups write it) decodes as is, by every thread's scratch buffer."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from storage import crypto
+    from storage.repository import ChunkDamaged
+
+    ring = keymod.KeyRing.from_file(str(key))
+    config = {"chunk_size": SMALL, "encryption": crypto.new_encryption(ring.current, "2026-12-04T00:00:00Z")}
+    repo = Repository("/nonexistent", "vm1", config, keys=ring, require_key=True)
+    datas = [block("text", seed, SMALL) for seed in range(8)] + [block("random", 1, SMALL)]
+
+    def round_trip(data: bytes) -> bool:
+        name = repo.chunk_name(data)
+        stored = repo.encode(name, data)
+        assert repo.check_stored(name, bytes(stored)) == len(data)
+        return repo.decode(name, stored) == data
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(round_trip, datas * 4))
+    name = repo.chunk_name(datas[0])
+    with pytest.raises(ChunkDamaged, match="does not decrypt"):
+        repo.decode(repo.chunk_name(datas[1]), repo.encode(name, datas[0]))
