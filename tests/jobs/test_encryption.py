@@ -86,3 +86,23 @@ def test_the_key_is_exported_once_audited_and_rotation_rewraps(app: Any, master:
     assert Repository.open(root, file_vm.repository_name).can_read  # the portal's keyring: the new key
     second = KeyFile.parse(keys.export(organisation, world["acme_admin"]).encode(), "export")
     assert second.current.id == done["key"]
+
+
+def test_an_admin_downloads_the_key_once_from_the_users_page(app: Any, master: KeyFile, file_vm: Any, queues: Any,
+                                                             world: dict[str, Any], auth: Any) -> None:
+    backed_up(file_vm, queues, world)
+    assert auth.login(world["acme_member"]).status_code == 302
+    assert auth.client.post("/organisation/key").status_code == 403
+    auth.logout()
+    assert auth.login(world["acme_admin"]).status_code == 302
+    page = auth.client.get("/users")
+    assert b"Download the organisation key" in page.data
+    first = auth.client.post("/organisation/key")
+    assert first.status_code == 200 and "attachment" in first.headers["Content-Disposition"]
+    assert first.headers["Cache-Control"] == "no-store"
+    keyfile = KeyFile.parse(first.data, "download")
+    assert Repository.open(app.config["STORAGE_ROOT"], file_vm.repository_name, keys=KeyRing.of(keyfile)).can_read
+    again = auth.client.post("/organisation/key")
+    assert again.status_code == 409 and b"shown once" in again.data
+    entry = db.session.scalars(select(AuditEntry).where(AuditEntry.action == "organisation_key.export")).one()
+    assert entry.actor == world["acme_admin"].email
