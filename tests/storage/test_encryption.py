@@ -348,3 +348,20 @@ def test_a_sealed_chunk_opens_as_built_and_not_under_another_name(key: Path) -> 
     name = repo.chunk_name(datas[0])
     with pytest.raises(ChunkDamaged, match="does not decrypt"):
         repo.decode(repo.chunk_name(datas[1]), repo.encode(name, datas[0]))
+
+
+def test_forget_and_gc_work_with_the_key(tmp_path: Path, root: Path, key: Path,
+                                         encrypted: tuple[Path, bytes, str]) -> None:
+    image, _, first = encrypted
+    changed = blocks()
+    changed[1] = block("random", 11, SMALL)
+    new_data = write_image(image, changed)
+    second = backup(root, image, key).json["revision"]
+    assert len(chunk_files(root / "vm1")) == 4
+    k = ["--key-file", str(key)]
+    assert run("store", "forget", str(root), "vm1", first, *k).code == 0
+    swept = run("store", "gc", str(root), "vm1", "--grace", "0", "--json", *k)
+    assert swept.code == 0 and swept.json["chunks_removed"] == 1, swept.stderr
+    out = tmp_path / "second.img"
+    assert run("store", "restore", str(root), "vm1", second, str(out), *k).code == 0
+    assert out.read_bytes() == new_data
