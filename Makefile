@@ -50,6 +50,7 @@ bench: install sysdeps
 	$(BIN)/python benchmarks/dashboard.py
 	$(BIN)/python benchmarks/multidisk.py --size 1G
 	$(BIN)/python benchmarks/instant.py
+	$(BIN)/python benchmarks/encryption.py
 
 # The portal with demo data on http://127.0.0.1:$(PORT), with an embedded Redis and workers
 # (SQLite, repositories and Redis under ./var). Ctrl-C, or SIGTERM to make, stops everything: exec, so that

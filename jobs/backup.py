@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from portal.extensions import db
 from portal.models import VM, BackupRun
-from portal.services import catalog, notify
+from portal.services import catalog, keys, notify
 from storage.backup import backup
 from storage.errors import StorageError
 from storage.hooks import Hooks
@@ -37,9 +37,10 @@ def run_backup(run_id: int) -> str:
                 run.phase = "waiting for the VM"
                 db.session.commit()
 
+            ring = keys.keyring_for(vm.organisation_id)  # a master key configured: new repositories encrypted
             with vm_lock(vm.id, on_wait=waiting):
                 revision = backup(flask_app.config["STORAGE_ROOT"], vm.repository_name, disks, hooks=hooks,
-                                  wait=None, progress=ProgressWriter(run))
+                                  wait=None, progress=ProgressWriter(run), keys=ring)
             run.revision = revision.id
             run.stats = {k: v for k, v in revision.stats.items() if k != "warnings"}
             catalog.refresh(vm)

@@ -66,6 +66,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     from .api import init_api
 
     init_api(app)  # after the pages' error handlers: the API answers its own paths with JSON errors
+    from .services import keys
+
+    keys.install(app)  # the engine finds organisation keys through this app (with a master key configured)
     return app
 
 

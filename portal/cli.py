@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from portal.check_cli import check
-from storage.cli import replicate, store
+from storage.cli import keys, replicate, store
 
 
 class OneLineErrors(click.Group):
@@ -52,6 +52,7 @@ def main() -> None:
 
 main.add_command(store)
 main.add_command(replicate)
+main.add_command(keys)
 main.add_command(check)  # the Nagios/Icinga plugin (portal/check_cli.py)
 
 
@@ -340,3 +341,44 @@ def scheduler(once: bool, interval: float) -> None:
         if once:
             sys.exit(1 if result.errors else 0)
         time.sleep(interval)
+
+
+# -- organisation keys (the engine's `lifeboat keys` commands are in storage/cli.py) ----------------------
+# the engine's group, extended with the commands that need the portal's database
+
+@keys.command("export")
+@click.argument("organisation")
+@click.argument("out", type=click.Path(dir_okay=False))
+@with_app
+def keys_export(organisation: str, out: str) -> None:
+    """Write ORGANISATION's keys (by slug) to the key file OUT for its own escrow: once, audited."""
+    from portal.services import keys as service
+
+    text = service.export(_organisation(organisation), "cli:keys-export")
+    from storage.keys import KeyFile
+
+    KeyFile.parse(text.encode(), out).save(out)
+    click.echo(f"wrote {out}: keep it where the backups are not; it is shown once")
+
+
+@keys.command("rotate-organisation")
+@click.argument("organisation")
+@with_app
+def keys_rotate_organisation(organisation: str) -> None:
+    """Give ORGANISATION a new key and rewrap every repository of its VMs under it (no data re-encrypted)."""
+    from portal.services import keys as service
+
+    click.echo(json.dumps(service.rotate(_organisation(organisation), "cli:keys-rotate")))
+
+
+def _organisation(slug: str) -> Any:
+    from sqlalchemy import select
+
+    from portal.errors import NotFound
+    from portal.extensions import db
+    from portal.models import Organisation
+
+    found = db.session.scalar(select(Organisation).where(Organisation.slug == slug))
+    if found is None:
+        raise NotFound(f"no organisation {slug!r}")
+    return found

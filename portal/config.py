@@ -48,6 +48,11 @@ DEFAULTS: dict[str, Any] = {
     # Seconds that source may take to answer before an instant restore's prepare (or open) fails: librbd's HTTP
     # client has no timeout of its own, and a source that never answers would hang the worker.
     "INSTANT_SOURCE_TIMEOUT": 30,
+    # Encryption at rest: the installation's master key, a key file (`lifeboat keys create`) or base64 of 32
+    # bytes. Set, every organisation gets a key (wrapped by it) and new repositories are encrypted; lost, every
+    # encrypted backup is lost with it (README: "Encryption").
+    "MASTER_KEY_FILE": "",
+    "MASTER_KEY": "",
     # The most file data one download of a selection streams (bytes; 0: no limit): a sparse file can claim terabytes.
     "DOWNLOAD_MAX_BYTES": 16 * 1024**3,
     # Each worker writes a restore at most this fast (MiB/s; 0 = no limit), to leave the storage network room.

@@ -9,6 +9,8 @@ Vocabulary (used consistently in code, CLI and docs):
 - **chunk**: a zstd-compressed block named by the BLAKE3 hash of its plain bytes; re-hashed on every read.
 - **trust**: ``trusted`` (written, never verified), ``verified`` (every chunk re-read and intact at
   ``verified_at``) or ``distrusted`` (a chunk it needs is damaged or missing).
+- **organisation key**: what opens an encrypted repository (a key file, ``--key-file``); it wraps the
+  repository's data and name keys (``storage.keys``, ``storage.crypto``).
 
 This package imports neither the portal nor the jobs.
 """

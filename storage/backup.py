@@ -32,9 +32,10 @@ from functools import partial
 from . import clock, counters
 from .errors import BadSource, SourceError, StorageError
 from .hooks import Hooks, run_hook
+from .keys import KeyRing
 from .manifest import ROOT_DISK, DiskImage, Revision
 from .names import check_name
-from .repository import CHUNK_SIZE, ChunkDamaged, Repository, chunk_hash
+from .repository import CHUNK_SIZE, ChunkDamaged, Repository
 from .sources import Snapshot, Source, open_source, take_snapshots
 from .sources.base import Range, Retirement
 
@@ -95,7 +96,7 @@ class _ChunkStore:
         if data == _zeros(length):
             self._count(read=length, zero=1)
             return None
-        chunk = chunk_hash(data)
+        chunk = self.repo.chunk_name(data)
         with self._lock:
             first = chunk not in self._claimed
             self._claimed.add(chunk)
@@ -103,7 +104,7 @@ class _ChunkStore:
         if not first or (self.repo.has_chunk(chunk) and (not suspect or self._intact(chunk))):
             self._count(read=length, reused=1)
             return chunk
-        stored = self.repo.compress(data)
+        stored = self.repo.encode(chunk, data)
         self.writer.write(self.repo.chunk_key(chunk), stored)
         with self._lock:
             self._prefixes.add(chunk[:2])
@@ -219,6 +220,7 @@ def backup(
     wait: float | None = 0.0,
     progress: ProgressCallback | None = None,
     chunk_size: int = CHUNK_SIZE,
+    keys: KeyRing | None = None,
 ) -> Revision:
     """Back every disk of ``source_spec`` up into ``ROOT/<vm>`` as one revision (stats in ``.stats``).
 
@@ -226,7 +228,8 @@ def backup(
     disks as (name, spec) pairs. Every disk is snapshotted inside one pre-hook/post-hook freeze, then read
     incrementally from its own disk in the parent revision. A disk that fails fails the whole revision: no
     manifest is written and every snapshot of this backup is removed.
-    ``chunk_size`` applies only when this backup creates the repository (tests use small chunks).
+    ``chunk_size`` applies only when this backup creates the repository (tests use small chunks). ``keys``
+    (default: ``keys.default_keyring()``) open an encrypted repository, and encrypt one this backup creates.
     """
     started = time.monotonic()
     pairs = disk_specs(source_spec)
@@ -236,14 +239,13 @@ def backup(
             source = open_source(spec)
             stack.callback(source.close)
             disks.append((name, source))
-        return _backup(disks, root, vm, hooks, tags, threads, wait, progress, chunk_size, started)
+        repo = Repository.open_or_create(root, vm, chunk_size=chunk_size, keys=keys)  # a wrong key: no snapshot
+        return _backup(disks, repo, vm, hooks, tags, threads, wait, progress, started)
     raise AssertionError("unreachable")  # pragma: no cover - ExitStack does not swallow exceptions
 
 
-def _backup(disks: list[tuple[str, Source]], root: str, vm: str, hooks: Hooks | None, tags: Iterable[str],
-            threads: int | None, wait: float | None, progress: ProgressCallback | None, chunk_size: int,
-            started: float) -> Revision:
-    repo = Repository.open_or_create(root, vm, chunk_size=chunk_size)
+def _backup(disks: list[tuple[str, Source]], repo: Repository, vm: str, hooks: Hooks | None, tags: Iterable[str],
+            threads: int | None, wait: float | None, progress: ProgressCallback | None, started: float) -> Revision:
     with repo.lock(exclusive=True, wait=wait, purpose="backup") as held:
         running = f"{vm}/backup.running"
         if repo.store.exists(running):  # the last backup was interrupted: its temp files are still there

@@ -1,7 +1,9 @@
 """``lifeboat store``: the storage engine's commands, working on a repository root without the portal.
 
 Every command prints one JSON object with ``--json``. Bad input is one line on stderr and exit code 2;
-a restore that met damage, or a verify that found some, exits 1.
+a restore that met damage, or a verify that found some, exits 1. Every store command takes ``--key-file``
+(an organisation key file; or LIFEBOAT_KEY_FILE): an encrypted repository is refused without it (exit 2),
+except by ``verify --without-key``; a new repository backed up with it is encrypted.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from functools import wraps
 from typing import Any, TypeVar
 
@@ -25,8 +28,9 @@ from .backup import backup as run_backup
 from .errors import StorageError, TargetExists
 from .fsutil import temp_name
 from .hooks import DEFAULT_TIMEOUT, Hooks
+from .keys import KEY_FILE_ENV, KeyFile, KeyRing, set_default_keyring
 from .manifest import ROOT_DISK
-from .repository import Repository, list_vms, stored_limit
+from .repository import Repository, has_repository, list_vms, stored_limit
 from .restore import restore as run_restore
 from .retention import DEFAULT_GRACE_SECONDS, forget, gc, set_protected
 from .verify import verify as run_verify
@@ -142,6 +146,10 @@ def backup_command(root: str, vm: str, source: str | None, disks: tuple[str, ...
                    pre_hook: str | None, post_hook: str | None, hook_timeout: float, threads: int | None,
                    wait: float | None, as_json: bool) -> None:
     """Back SOURCE (file:PATH or rbd:POOL/IMAGE, the disk 'root') and every --disk up as a new revision of VM."""
+    if has_repository(root, vm) and os.environ.get(KEY_FILE_ENV) and \
+            not Repository.open(root, vm, require_key=False).encrypted:
+        warn(f"the repository of VM {vm!r} is not encrypted and stays so; the key is not used "
+             "(convert it by copying it into an encrypted repository)")
     revision = run_backup(
         root, vm, parse_disks(source, disks), hooks=Hooks(pre_hook, post_hook, hook_timeout), tags=tags,
         threads=threads, wait=0.0 if wait is None else wait, progress=progress_printer(not as_json),
@@ -219,16 +227,19 @@ def restore_command(root: str, vm: str, revision: str, target: str, force: bool,
 @click.argument("root")
 @click.argument("vm")
 @click.argument("revision", required=False)
+@click.option("--without-key", is_flag=True,
+              help="Encrypted repository without its key: check every chunk's outer hash and find missing ones.")
 @threads_option
 @wait_option
 @json_option
 @reports_errors
-def verify_command(root: str, vm: str, revision: str | None, threads: int | None, wait: float | None,
-                   as_json: bool) -> None:
+def verify_command(root: str, vm: str, revision: str | None, without_key: bool, threads: int | None,
+                   wait: float | None, as_json: bool) -> None:
     """Re-read and re-hash every chunk of REVISION (default: all revisions). Exit 1 on damage."""
-    result = run_verify(root, vm, revision, threads=threads, wait=wait)
+    result = run_verify(root, vm, revision, threads=threads, wait=wait, without_key=without_key)
     warn_unreadable(result.unreadable_reasons)
-    human = (f"checked {result.chunks_checked} chunks of {len(result.revisions_checked)} revisions: "
+    what = "chunks" if result.contents_checked else "sealed chunks (outer hashes, without the key)"
+    human = (f"checked {result.chunks_checked} {what} of {len(result.revisions_checked)} revisions: "
              + ("clean" if result.clean else
                 f"{len(result.damaged_chunks)} damaged, distrusted: {', '.join(result.distrusted_revisions)}"))
     if result.unreadable_revisions:
@@ -498,7 +509,7 @@ def repair_command(root: str, vm: str, url: str, token: str, threads: int, wait:
     from .repair import repair as run_repair
     from .replicate import ExportClient
 
-    repo = Repository.open(root, vm)
+    repo = Repository.open(root, vm, require_key=False)
     fetch = ExportClient(url, token).chunk_fetcher(vm, stored_limit(repo.chunk_size))
     result = run_repair(root, vm, fetch, threads=threads, wait=0.0 if wait is None else wait)
     human = (f"repaired {len(result.chunks_repaired)} of {len(result.chunks_missing) + len(result.chunks_damaged)} "
@@ -601,3 +612,123 @@ def copy_command(src_root: str, dst_root: str, vms: tuple[str, ...], threads: in
             click.echo(f"lifeboat: chunk {chunk}: {reason}", err=True)
         fail(f"{len(result.chunks_failed)} chunks could not be copied; revisions not written: "
              f"{', '.join(result.revisions_incomplete)}", 1)
+# -- keys ------------------------------------------------------------------------------------------------
+
+@contextmanager
+def _keys_from(path: str | None) -> Iterator[None]:
+    """The key file as the engine's keyring (and LIFEBOAT_KEY_FILE, for nbdkit's plugin process) while a
+    command runs; both put back afterwards (tests run commands in one process)."""
+    if path is None:
+        yield
+        return
+    absolute = os.path.abspath(path)
+    ring = KeyRing.from_file(absolute)
+    before = os.environ.get(KEY_FILE_ENV)
+    set_default_keyring(ring)
+    os.environ[KEY_FILE_ENV] = absolute
+    try:
+        yield
+    finally:
+        set_default_keyring(None)
+        if before is None:
+            os.environ.pop(KEY_FILE_ENV, None)
+        else:
+            os.environ[KEY_FILE_ENV] = before
+
+
+def _with_key_file(command: click.Command) -> None:
+    """Give a store command ``--key-file PATH``: loaded before it runs; a bad file is one line, exit 2."""
+    command.params.append(click.Option(
+        ["--key-file", "key_file"], metavar="PATH", default=None,
+        help="The organisation key file of an encrypted repository (or set LIFEBOAT_KEY_FILE)."))
+    callback = command.callback
+    assert callback is not None
+
+    @wraps(callback)
+    def run(*args: Any, key_file: str | None = None, **kwargs: Any) -> Any:
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(_keys_from(key_file))
+            except StorageError as exc:
+                fail(str(exc), exc.exit_code)
+            return callback(*args, **kwargs)
+
+    command.callback = run
+
+
+for _command in store.commands.values():
+    _with_key_file(_command)
+
+
+@click.group("keys")
+def keys() -> None:
+    """Organisation key files and the keys of encrypted repositories (rotate, rewrap, show)."""
+
+
+@keys.command("create")
+@click.argument("out")
+@click.option("--organisation", default="", help="Whose key it is (written into the file).")
+@click.option("--from", "previous", metavar="PATH",
+              help="Rotate the organisation key: a new current key in front of PATH's keys (they still open "
+                   "what they wrapped until every repository is rewrapped).")
+@json_option
+@reports_errors
+def keys_create(out: str, organisation: str, previous: str | None, as_json: bool) -> None:
+    """Write a new organisation key file OUT (readable by its owner only; never over an existing file)."""
+    keyfile = KeyFile.load(previous).rotated() if previous else KeyFile.create(organisation)
+    if organisation:
+        keyfile.organisation = organisation
+    keyfile.save(out)
+    emit(as_json, {"file": out, "key": keyfile.current.id, "keys": [k.id for k in keyfile.keys]},
+         f"wrote {out}: organisation key {keyfile.current.id}; keep a copy: without it its backups are lost")
+
+
+@keys.command("show")
+@click.argument("root")
+@click.argument("vm")
+@json_option
+@reports_errors
+def keys_show(root: str, vm: str, as_json: bool) -> None:
+    """The key ids of VM's repository (data keys, newest first, and the organisation keys wrapping them)."""
+    from .rekey import describe
+
+    info = describe(Repository.open(root, vm, keyless=True))
+    emit(as_json, info.as_dict(),
+         f"data keys {', '.join(info.data_keys)}; wrapped by {', '.join(info.wrapped_by)}")
+
+
+@keys.command("rotate")
+@click.argument("root")
+@click.argument("vm")
+@click.option("--key-file", "key_file", required=True, metavar="PATH", help="The organisation key file.")
+@click.option("--new-key-file", metavar="PATH",
+              help="Also rewrap every key of the repository by this file's current key.")
+@wait_option
+@json_option
+@reports_errors
+def keys_rotate(root: str, vm: str, key_file: str, new_key_file: str | None, wait: float | None,
+                as_json: bool) -> None:
+    """Start a new data key for VM: new chunks are sealed with it, old keys stay to read old chunks."""
+    from .rekey import rotate
+
+    new = KeyFile.load(new_key_file).current if new_key_file else None
+    info = rotate(root, vm, KeyRing.from_file(key_file), new_key=new, wait=0.0 if wait is None else wait)
+    emit(as_json, info.as_dict(), f"VM {vm} writes with data key {info.data_keys[0]} now "
+                                  f"({len(info.data_keys)} keys); wrapped by {', '.join(info.wrapped_by)}")
+
+
+@keys.command("rewrap")
+@click.argument("root")
+@click.argument("vm")
+@click.option("--key-file", "key_file", required=True, metavar="PATH", help="The key file that opens it now.")
+@click.option("--new-key-file", required=True, metavar="PATH", help="The key file whose current key wraps next.")
+@wait_option
+@json_option
+@reports_errors
+def keys_rewrap(root: str, vm: str, key_file: str, new_key_file: str, wait: float | None, as_json: bool) -> None:
+    """Wrap VM's keys by another organisation key; no chunk is re-encrypted."""
+    from .rekey import rewrap
+
+    info = rewrap(root, vm, KeyRing.from_file(key_file), KeyFile.load(new_key_file).current,
+                  wait=0.0 if wait is None else wait)
+    emit(as_json, info.as_dict(), f"VM {vm}: keys wrapped by {', '.join(info.wrapped_by)}")

@@ -47,7 +47,7 @@ def copy(src_root: str, dst_root: str, *, vms: list[str] | None = None, threads:
 
 def copy_repository(src_root: str, dst_root: str, name: str, result: PullResult, *,
                     threads: int = DEFAULT_THREADS, wait: float | None = 0.0) -> None:
-    source = Repository.open(src_root, name)
+    source = Repository.open(src_root, name, require_key=False)  # ciphertext is copied as stored: no key needed
     config_bytes = source.read_config()
     target = _open_replica(dst_root, name, config_bytes, check_config(config_bytes, source.path))
     result.repositories.append(name)

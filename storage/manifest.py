@@ -92,6 +92,10 @@ class Revision:
     #: the manifest version this revision is written as: a version 1 manifest stays version 1 when its trust
     #: or protection changes, so a repository the old code wrote stays readable by the old code
     version: int = MANIFEST_VERSION
+    #: in an encrypted repository: the sealed part of its manifest as stored (kept when trust or protection
+    #: change, so that needs no key) and the chunk names its envelope lists (storage.crypto)
+    sealed: dict[str, Any] | None = field(default=None, repr=False)
+    sealed_chunks: list[str] | None = field(default=None, repr=False)
 
     # -- disks -----------------------------------------------------------------------------------
     @property
@@ -117,7 +121,12 @@ class Revision:
         return replace(self, disks=[self.disk(name)])
 
     def all_chunks(self) -> Iterator[str]:
-        """Every chunk name of every disk, in order, with repeats (gc, verify, repair, replication)."""
+        """Every chunk name of every disk, in order, with repeats (gc, verify, repair, replication).
+
+        A revision read without its key has no disks: its envelope's chunk names stand for them.
+        """
+        if not self.disks and self.sealed_chunks is not None:
+            yield from self.sealed_chunks
         for disk in self.disks:
             yield from (c for c in disk.chunks if c is not None)
 

@@ -390,7 +390,8 @@ def fetch_chunks(
                         finish(chunk, 0, "not available at the source")
                         continue
                     try:
-                        repo.decode(chunk, stored)  # decompress (size checked first) and hash
+                        repo.check_stored(chunk, stored)  # decompress (size checked first) and hash; or
+                        # without the key (a replica of an encrypted repository) the outer hash
                     except ChunkDamaged as exc:
                         reasons[chunk] = f"received bytes do not match: {exc.reason}"
                         continue
@@ -491,7 +492,7 @@ def pull_repository(
                 continue  # have it (a distrusted copy is fetched again once the source trusts it)
             data = client.manifest(name, revision_id)
             where = f"{client.base}/{name}/revisions/{revision_id}"
-            wanted.append((data, parse_manifest(data, where, revision_id, repo.chunk_size)))
+            wanted.append((data, repo.codec.open_manifest(data, where, revision_id, repo.chunk_size)))
         needed: dict[str, None] = {}
         for _, revision in wanted:
             for chunk in revision.all_chunks():
@@ -536,14 +537,14 @@ def _open_replica(root: str, name: str, config_bytes: bytes, config: dict[str, A
     """Open ``root/name``, or create it with the source's description (same chunk size and settings)."""
     store = open_store(root)
     if has_repository(root, name):
-        repo = Repository.open(root, name)
+        repo = Repository.open(root, name, require_key=False)  # a replica needs no key to hold ciphertext
         if repo.chunk_size != int(config["chunk_size"]):
             raise ForeignRepository(repo.path, repo.chunk_size, config["chunk_size"])
         return repo
     if store.holds_foreign(name):
         raise NotARepository(root, name)  # a non-empty folder that is not ours: never write into it
     store.prepare([name])
-    Repository(root, name, config, store).ensure_folders()
+    Repository(root, name, config, store, keyless=True).ensure_folders()
     store.put(f"{name}/{CONFIG_FILE}", config_bytes, exclusive=True)  # last: marks it complete
     store.sync({""})
-    return Repository.open(root, name)
+    return Repository.open(root, name, require_key=False)

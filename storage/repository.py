@@ -3,9 +3,10 @@
 Everything goes through the root's backend (``storage.backend``: a folder, or a RADOS pool), by key. The
 layout (self-describing; for a folder, a copy made with rsync works as is)::
 
-    ROOT/<vm>/repository.json             format version, chunk size, hash, compression
+    ROOT/<vm>/repository.json             format version, chunk size, hash, compression (and wrapped keys)
     ROOT/<vm>/revisions/<rev>.json        one manifest per revision, written after all its chunks
     ROOT/<vm>/chunks/<2 hex>/<hash>       zstd frame of a block, named by BLAKE3 of the plain bytes
+                                          (encrypted: sealed frame, named by keyed BLAKE3; storage.crypto)
     ROOT/<vm>/quarantine/<hash>.<time>    damaged chunks moved aside by verify, never deleted
     ROOT/<vm>/lock, meta.lock             flock files (see storage.locks)
 """
@@ -19,12 +20,12 @@ import struct
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from typing import Any, TypeGuard
+from typing import Any, Protocol, TypeGuard
 
 import blake3
 import zstandard
 
-from . import clock
+from . import clock, crypto
 from .backend import Backend, ChunkSink, LockHandle, open_store
 from .errors import (
     CorruptRepository,
@@ -36,11 +37,15 @@ from .errors import (
     UnsupportedFormat,
 )
 from .fsutil import is_temp_name
+from .keys import KeyRing, default_keyring
 from .manifest import DISTRUSTED, MAX_MANIFEST_BYTES, Revision
 from .names import check_name
 
 REPOSITORY_FORMAT = "lifeboat-repository"
-FORMAT_VERSION = 1
+#: the newest repository.json version this Lifeboat reads: 1 plain (written as ever), 2 encrypted
+FORMAT_VERSION = 2
+PLAIN_VERSION = 1
+ENCRYPTED_VERSION = 2
 CHUNK_SIZE = 4 * 1024 * 1024
 #: the chunk sizes a repository may have (tests use 4 KiB; a larger chunk is memory per thread)
 MIN_CHUNK_SIZE = 4096
@@ -49,6 +54,7 @@ DEFAULT_ZSTD_LEVEL = 1
 #: zstd's compression levels (zstandard.MAX_COMPRESSION_LEVEL is 22)
 ZSTD_LEVELS = range(1, zstandard.MAX_COMPRESSION_LEVEL + 1)
 HASH_NAME = "blake3"
+KEYED_HASH_NAME = "blake3-keyed"
 #: the file that makes a folder a repository (written last when one is created)
 CONFIG_FILE = "repository.json"
 HEX_DIGITS = 64
@@ -57,8 +63,8 @@ MAX_CONFIG_BYTES = 1 << 20
 
 
 def stored_limit(chunk_size: int) -> int:
-    """The largest a stored chunk can be: zstd's worst case (raw blocks) plus frame overhead."""
-    return chunk_size + chunk_size // 128 + 4096
+    """The largest a stored chunk can be: zstd's worst case (raw blocks) plus frame overhead (plus a seal's)."""
+    return chunk_size + chunk_size // 128 + 4096 + crypto.OVERHEAD
 
 
 class ChunkDamaged(Exception):
@@ -100,6 +106,52 @@ def raw_zstd_frame(data: bytes) -> bytes:
             return b"".join(parts)
 
 
+class Codec(Protocol):
+    """What the bytes of a repository are (PlainCodec here, crypto.SealedCodec for encrypted repositories)."""
+
+    encrypted: bool
+
+    @property
+    def can_read(self) -> bool: ...
+
+    def name(self, data: bytes) -> str: ...
+
+    def seal_chunk(self, chunk: str, frame: bytes) -> bytes: ...
+
+    def open_chunk(self, chunk: str, stored: bytes) -> bytes: ...
+
+    def check_outer(self, stored: bytes) -> None: ...
+
+    def seal_manifest(self, revision: Revision) -> dict[str, Any]: ...
+
+    def open_manifest(self, data: bytes, where: str, revision_id: str, chunk_size: int) -> Revision: ...
+
+
+class PlainCodec:
+    """The bytes Lifeboat always wrote: chunks are zstd frames named by BLAKE3, manifests plain JSON."""
+
+    encrypted = False
+    can_read = True
+
+    def name(self, data: bytes) -> str:
+        return chunk_hash(data)
+
+    def seal_chunk(self, chunk: str, frame: bytes) -> bytes:
+        return frame
+
+    def open_chunk(self, chunk: str, stored: bytes) -> bytes:
+        return stored
+
+    def check_outer(self, stored: bytes) -> None:
+        """A plain chunk's only check is its name: verify decodes it."""
+
+    def seal_manifest(self, revision: Revision) -> dict[str, Any]:
+        return revision.to_json()
+
+    def open_manifest(self, data: bytes, where: str, revision_id: str, chunk_size: int) -> Revision:
+        return Revision.parse(data, where, revision_id, chunk_size)
+
+
 class _Codec(threading.local):
     """Per-thread zstd contexts: zstandard's (de)compressors must not be shared between threads."""
 
@@ -112,7 +164,8 @@ class _Codec(threading.local):
 class Repository:
     """Access to ``ROOT/<vm>``. Methods are thread-safe unless they say otherwise."""
 
-    def __init__(self, root: str, vm: str, config: dict[str, Any], store: Backend | None = None) -> None:
+    def __init__(self, root: str, vm: str, config: dict[str, Any], store: Backend | None = None, *,
+                 keys: KeyRing | None = None, require_key: bool = False, keyless: bool = False) -> None:
         self.root = root
         self.vm = vm
         self.store = store or open_store(root)
@@ -121,12 +174,22 @@ class Repository:
         self.config = config
         self.chunk_size = int(config["chunk_size"])
         self._codec = _Codec(int(config.get("zstd_level", DEFAULT_ZSTD_LEVEL)))
+        #: names, seals and opens chunks and manifests; a keyless view of an encrypted repository reads none
+        self.codec: Codec = PlainCodec()
+        if "encryption" in config:
+            ring = None if keyless else (keys if keys is not None else default_keyring())
+            self.codec = crypto.SealedCodec(vm, config["encryption"], ring, require_key=require_key)
         #: manifests the last ``revisions()`` could not read: revision id -> why
         self.unreadable: dict[str, str] = {}
 
     # -- opening ---------------------------------------------------------------------------------
     @classmethod
-    def open(cls, root: str, vm: str) -> Repository:
+    def open(cls, root: str, vm: str, *, keys: KeyRing | None = None, require_key: bool = True,
+             keyless: bool = False) -> Repository:
+        """Open ``ROOT/<vm>``. An encrypted one opens with ``keys`` (default: ``keys.default_keyring()``);
+        without them it is refused (KeyRequired) unless ``require_key`` is off, which gives the view a replica
+        has: store, verify outer hashes, serve ciphertext. ``keyless`` opens that view even with keys at hand.
+        A key that does not open it is WrongKey, before anything is read or written."""
         check_name("VM", vm)
         store = open_store(root)
         key = f"{vm}/{CONFIG_FILE}"
@@ -134,39 +197,51 @@ class Repository:
             if not is_root(root):
                 raise NotARepository(root, vm)
             raise UnknownVM(vm, root)
-        return cls(root, vm, _read_config(store, key), store)
+        return cls(root, vm, _read_config(store, key), store, keys=keys, require_key=require_key and not keyless,
+                   keyless=keyless)
 
     @classmethod
     def open_or_create(
-        cls, root: str, vm: str, *, zstd_level: int = DEFAULT_ZSTD_LEVEL, chunk_size: int = CHUNK_SIZE
+        cls, root: str, vm: str, *, zstd_level: int = DEFAULT_ZSTD_LEVEL, chunk_size: int = CHUNK_SIZE,
+        keys: KeyRing | None = None,
     ) -> Repository:
-        """Open the VM's repository, creating it (with these settings) on its first backup."""
+        """Open the VM's repository, creating it (with these settings) on its first backup.
+
+        A new repository is encrypted when the keyring (``keys``, else the default one) has a current key: its
+        data keys are wrapped by that key. An existing one stays what it is (plain ones are converted by a copy).
+        """
         check_name("VM", vm)
+        ring = keys if keys is not None else default_keyring()
         if has_repository(root, vm):
-            return cls.open(root, vm)
+            return cls.open(root, vm, keys=ring)
         store = open_store(root)
         if store.holds_foreign(vm):
             raise NotARepository(root, vm)  # a non-empty folder that is not ours: never write into it
-        return cls._create(root, vm, zstd_level, chunk_size, store)
+        return cls._create(root, vm, zstd_level, chunk_size, store, ring)
 
     @classmethod
-    def _create(cls, root: str, vm: str, zstd_level: int, chunk_size: int, store: Backend) -> Repository:
+    def _create(cls, root: str, vm: str, zstd_level: int, chunk_size: int, store: Backend,
+                ring: KeyRing | None) -> Repository:
         store.prepare([vm])
-        config = {
+        created = clock.isoformat(clock.now())
+        config: dict[str, Any] = {
             "format": REPOSITORY_FORMAT,
-            "version": FORMAT_VERSION,
+            "version": PLAIN_VERSION,
             "vm": vm,
             "chunk_size": chunk_size,
             "hash": HASH_NAME,
             "compression": "zstd",
             "zstd_level": zstd_level,
-            "created": clock.isoformat(clock.now()),
+            "created": created,
         }
-        repository = cls(root, vm, config, store)
+        if ring is not None and ring.current is not None:
+            config.update(version=ENCRYPTED_VERSION, hash=KEYED_HASH_NAME,
+                          encryption=crypto.new_encryption(ring.current, created))
+        repository = cls(root, vm, config, store, keys=ring, require_key=True)
         repository.ensure_folders()
         # last: marks it complete. Put-if-absent: when two hosts create it at once, one description wins
         if not store.put(f"{vm}/{CONFIG_FILE}", json_bytes(config), exclusive=True):
-            return cls.open(root, vm)
+            return cls.open(root, vm, keys=ring)
         store.sync({""})
         return repository
 
@@ -191,9 +266,34 @@ class Repository:
         return self.store.lock(f"{self.vm}/meta.lock", exclusive=True, wait=None, vm=self.vm,
                                purpose="manifest update")
 
+    @property
+    def encrypted(self) -> bool:
+        return self.codec.encrypted
+
+    @property
+    def can_read(self) -> bool:
+        """False for the keyless view of an encrypted repository: no chunk or disk can be read from it."""
+        return self.codec.can_read
+
+    def replace_encryption(self, encryption: dict[str, Any]) -> None:
+        """Write repository.json with a new ``encryption`` block (keys rotated or rewrapped); under the
+        exclusive lock. Chunks are not touched: each names the data key it was sealed with."""
+        crypto.check_encryption(encryption)
+        config = dict(self.config, encryption=encryption)
+        self.store.put(f"{self.vm}/{CONFIG_FILE}", json_bytes(config))
+        self.config = config
+
     # -- chunks ----------------------------------------------------------------------------------
     def chunk_key(self, chunk: str) -> str:
         return chunk_key(self.vm, chunk)
+
+    def chunk_name(self, data: bytes) -> str:
+        """The name of a plain block: its BLAKE3 (keyed with the name key when encrypted)."""
+        return self.codec.name(data)
+
+    def encode(self, chunk: str, data: bytes) -> bytes:
+        """A block as stored under ``chunk``: compressed, and sealed when the repository is encrypted."""
+        return self.codec.seal_chunk(chunk, self.compress(data))
 
     def chunk_path(self, chunk: str) -> str:
         """The chunk's file, for a repository in a folder (tests and tools that look at files)."""
@@ -243,11 +343,15 @@ class Repository:
             raise ChunkDamaged(chunk, f"unreadable ({exc.strerror})") from None
 
     def decode(self, chunk: str, stored: bytes) -> bytes:
-        """Decompress and check the hash: the only way plain chunk bytes leave the repository.
+        """Open, decompress and check the hash: the only way plain chunk bytes leave the repository.
 
         The content size the frame declares is checked before decompressing, so a hostile frame cannot make
         us allocate more than a chunk.
         """
+        try:
+            stored = self.codec.open_chunk(chunk, stored)
+        except crypto.Broken as exc:
+            raise ChunkDamaged(chunk, str(exc)) from None
         try:
             declared = zstandard.frame_content_size(stored)
         except zstandard.ZstdError as exc:
@@ -258,12 +362,28 @@ class Repository:
             data = self._codec.decompressor.decompress(stored)
         except zstandard.ZstdError as exc:
             raise ChunkDamaged(chunk, f"cannot decompress ({exc})") from None
-        if len(data) > self.chunk_size or chunk_hash(data) != chunk:
+        if len(data) > self.chunk_size or self.codec.name(data) != chunk:
             raise ChunkDamaged(chunk, "content does not match its hash")
         return data
 
     def read_chunk(self, chunk: str) -> bytes:
         return self.decode(chunk, self.read_stored(chunk))
+
+    def check_stored(self, chunk: str, stored: bytes) -> int:
+        """Check a chunk as stored as far as this view can: with the key (or plain) open it and re-hash it, and
+        for a sealed one also its outer hash; without the key, the outer hash alone. Returns the bytes checked
+        (plain bytes when read, stored bytes otherwise); ChunkDamaged when it fails."""
+        try:
+            self.codec.check_outer(stored)
+        except crypto.Broken as exc:
+            raise ChunkDamaged(chunk, str(exc)) from None
+        if not self.codec.can_read:
+            return len(stored)
+        return len(self.decode(chunk, stored))
+
+    def check_chunk(self, chunk: str) -> int:
+        """``check_stored`` of the chunk file (verify)."""
+        return self.check_stored(chunk, self.read_stored(chunk))
 
     def iter_chunk_files(self) -> Iterator[tuple[str, str]]:
         """Yield ``(name, key)`` of every object in the chunk folders, temp files included."""
@@ -344,7 +464,7 @@ class Repository:
             raise UnknownRevision(revision_id, self.vm) from None
         except OSError as exc:
             raise CorruptRepository(path, exc.strerror or exc) from None
-        return Revision.parse(data, path, revision_id, self.chunk_size)
+        return self.codec.open_manifest(data, path, revision_id, self.chunk_size)
 
     def resolve(self, revision_id: str) -> Revision:
         """A revision by id, or the newest one for ``latest``."""
@@ -360,7 +480,7 @@ class Repository:
         return candidates[-1] if candidates else None
 
     def write_revision(self, revision: Revision) -> None:
-        self.store.put(self._revision_key(revision.id), json_bytes(revision.to_json()))
+        self.store.put(self._revision_key(revision.id), json_bytes(self.codec.seal_manifest(revision)))
 
     def write_manifest_bytes(self, revision_id: str, data: bytes) -> None:
         """A manifest as received (replication keeps the source's bytes)."""
@@ -485,8 +605,16 @@ def check_config(data: bytes, where: str, name: str | None = None) -> dict[str, 
         raise CorruptRepository(where, "version must be a whole number of at least 1")
     if version > FORMAT_VERSION:
         raise UnsupportedFormat(name or where, version, FORMAT_VERSION)
-    if config.get("hash") != HASH_NAME or config.get("compression") != "zstd":
+    if config.get("hash") != (HASH_NAME if version == PLAIN_VERSION else KEYED_HASH_NAME) or \
+            config.get("compression") != "zstd":
         raise CorruptRepository(where, "unsupported hash or compression")
+    if (version == ENCRYPTED_VERSION) != ("encryption" in config):
+        raise CorruptRepository(where, f"a version {ENCRYPTED_VERSION} repository, and only that, is encrypted")
+    if version == ENCRYPTED_VERSION:
+        try:
+            crypto.check_encryption(config["encryption"])
+        except (ValueError, TypeError) as exc:
+            raise CorruptRepository(where, f"encryption: {exc}") from None
     chunk_size = config.get("chunk_size")
     if not _whole(chunk_size) or not MIN_CHUNK_SIZE <= chunk_size <= MAX_CHUNK_SIZE:
         raise CorruptRepository(where, f"chunk_size must be a whole number of bytes from {MIN_CHUNK_SIZE} to "

@@ -24,7 +24,7 @@ from .backup import default_threads
 from .durable import BackgroundFlush
 from .fsutil import read_regular, write_json_atomic
 from .manifest import ROOT_DISK, Range, Revision, merge_ranges
-from .repository import ChunkDamaged, Repository, chunk_hash
+from .repository import ChunkDamaged, Repository
 from .targets import Target, open_target
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -136,7 +136,7 @@ def restore(
         try:
             target.begin(revision.size, resuming=resumed)
             if resumed:
-                _recheck_done(revision, target, state)
+                _recheck_done(repo, revision, target, state)
             flusher = BackgroundFlush(target.flush) if sync else None
             try:
                 result = _write_chunks(repo, revision, target, state, threads or default_threads(repo), progress,
@@ -175,7 +175,7 @@ class Throttle:
             time.sleep(ahead)
 
 
-def _recheck_done(revision: Revision, target: Target, state: _ResumeState) -> None:
+def _recheck_done(repo: Repository, revision: Revision, target: Target, state: _ResumeState) -> None:
     """Forget 'done' chunks whose bytes in the partial output do not match the manifest.
 
     The state file may be newer than the data on disk (no flush before saving it), so nothing an
@@ -193,7 +193,7 @@ def _recheck_done(revision: Revision, target: Target, state: _ResumeState) -> No
         if chunk is None:
             intact = data == bytes(end - start)
         else:
-            intact = len(data) == end - start and chunk_hash(data) == chunk
+            intact = len(data) == end - start and repo.chunk_name(data) == chunk
         if not intact:
             state.done.discard(index)
 

@@ -103,7 +103,8 @@ def _open(repository: str) -> Repository:
     """The repository of a VM the token may export, or 404."""
     _allowed(repository)
     try:
-        return Repository.open(current_app.config["STORAGE_ROOT"], repository)
+        # ciphertext is exported as stored: a portal without the organisation's key (a replica) serves it too
+        return Repository.open(current_app.config["STORAGE_ROOT"], repository, require_key=False)
     except StorageError:
         api_error(404, f"no backups of {repository} yet")
 

@@ -5,6 +5,7 @@ from .audit import AuditEntry
 from .backups import BackupPoint
 from .incidents import Heartbeat, Incident, IncidentUpdate
 from .inventory import ENVIRONMENTS, VM, Disk, InventorySync, Policy, ResourceGroup
+from .keys import OrganisationKey
 from .notifications import Notification, NotificationPreference, Webhook
 from .operations import DisasterRestore, DisasterRun, FireDrill
 from .runs import BackupRun, Restore, Verification
@@ -26,6 +27,7 @@ __all__ = [
     "Incident",
     "IncidentUpdate",
     "InventorySync",
+    "OrganisationKey",
     "Notification",
     "NotificationPreference",
     "OAuthClient",

@@ -82,3 +82,26 @@ def test_bad_roots_are_one_line_and_exit_2(tmp_path: Path, root: str, lifeboat) 
     for args in ((source, source), (source, root, "--vm", "nosuch"), (str(tmp_path / "nothing"), root, "--vm", "x")):
         done = lifeboat("store", "copy", *args)
         assert done.code == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_an_encrypted_repository_is_copied_as_ciphertext_without_its_key(tmp_path: Path, root: str,
+                                                                          lifeboat) -> None:
+    """Copying needs no key (the bytes are moved as stored, each checked by its outer hash); the copy verifies
+    without the key, refuses to restore without it, and restores byte for byte with it."""
+    key = tmp_path / "acme.key"
+    assert lifeboat("keys", "create", str(key)).code == 0
+    source, image = str(tmp_path / "source"), tmp_path / "disk.img"
+    data = write_image(image, [block("text", 1), block("random", 2), block("zero"), block("text", 1)])
+    made = lifeboat("store", "backup", source, "vm1", f"file:{image}", "--key-file", str(key), "--json")
+    assert made.code == 0, made.stderr
+
+    done = lifeboat("store", "copy", source, root, "--json")  # no --key-file
+    assert done.code == 0, done.stderr
+    assert done.json["ok"] and len(done.json["revisions_pulled"]) == 1
+    assert lifeboat("store", "verify", root, "vm1", "--without-key").code == 0
+    out = tmp_path / "out.img"
+    refused = lifeboat("store", "restore", root, "vm1", "latest", str(out))
+    assert refused.code == 2 and len(refused.stderr.strip().splitlines()) == 1 and not out.exists()
+    restored = lifeboat("store", "restore", root, "vm1", "latest", str(out), "--key-file", str(key))
+    assert restored.code == 0, restored.stderr
+    assert out.read_bytes() == data
