@@ -1,7 +1,7 @@
 """issue 17: organisation keys (wrapped by the installation's master key) for encrypted repositories
 
-Revision ID: 0018_h17
-Revises: 0012_issue12
+Revision ID: 0015_issue17
+Revises: 0014_issue14
 Create Date: 2026-12-04 19:00:00
 
 """
@@ -9,8 +9,8 @@ import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
-revision = '0018_h17'
-down_revision = '0012_issue12'
+revision = '0015_issue17'
+down_revision = '0014_issue14'
 branch_labels = None
 depends_on = None
 
