@@ -239,3 +239,18 @@ def test_a_killed_workers_parent_takes_its_workers_along(app, database_url, redi
         proc.kill()  # SIGKILL: no handler runs; the kernel's parent-death signal must stop the workers
         proc.wait()
         wait_until(lambda: in_group(proc.pid) == [], "every worker process gone", timeout=60)
+
+
+def test_an_idle_worker_stops_at_once_on_sigterm(app, database_url, redis_url) -> None:
+    """RQ's command listener polled every 60 s, and redis-py 8 waits for it when the worker stops: a SIGTERM to
+    an idle worker took up to a minute. The bound is generous; the failure it guards against is that minute."""
+    import redis as redis_client
+    from rq import Worker
+
+    connection = redis_client.Redis.from_url(redis_url)
+    with workers(app, database_url, redis_url, 1) as proc:
+        wait_until(lambda: Worker.count(connection=connection) >= 1, "the worker registered")
+        time.sleep(1.0)  # well inside the listener's first poll
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    connection.close()
