@@ -60,9 +60,11 @@ def nice_ceiling(value: float) -> float:
 
 
 def date_label(moment: datetime, span_seconds: float) -> str:
-    """A tick's label: the date, or the date and time when the points span less than two days."""
+    """A tick's label: the date; with the time when the points span less than two days (seconds under 2 h)."""
     moment = as_utc(moment)
-    return moment.strftime("%Y-%m-%d") if span_seconds >= 2 * 86400 else moment.strftime("%m-%d %H:%M")
+    if span_seconds >= 2 * 86400:
+        return moment.strftime("%Y-%m-%d")
+    return moment.strftime("%m-%d %H:%M" if span_seconds >= 2 * 3600 else "%m-%d %H:%M:%S")
 
 
 def size_chart(points: Sequence[Point]) -> Markup:

@@ -47,6 +47,8 @@ def dashboard() -> str:
 
 #: a finished restore stays next to its VM this long (the outage is over for it; the customer still looks)
 RECENT_RESTORE_HOURS = 24
+#: restores named in the banner (the rest: "and N more", on the restores page)
+MAX_IN_BANNER = 8
 
 
 def _restores_in_view(vms: list[VM]) -> tuple[dict[int, Restore], dict[int, Estimate]]:
@@ -78,8 +80,13 @@ def _restore_summary(estimates: dict[int, Estimate]) -> dict[str, Any] | None:
     queued = sum(1 for e in estimates.values() if e.position is not None)
     lefts = [e.seconds_left for e in estimates.values()]
     last = None if any(x is None for x in lefts) else max(x for x in lefts if x is not None)
+    rows = db.session.scalars(select(Restore).where(Restore.id.in_(list(estimates)))
+                              .options(joinedload(Restore.vm))).all()
+    # in the order they will be back: running ones first, then the queue
+    ordered = sorted(rows, key=lambda r: (estimates[r.id].position or 0, r.id))
     return {"running": len(estimates) - queued, "queued": queued, "seconds_left": last,
-            "done_by": clock.now() + timedelta(seconds=last) if last is not None else None}
+            "done_by": clock.now() + timedelta(seconds=last) if last is not None else None,
+            "items": [(r, estimates[r.id]) for r in ordered[:MAX_IN_BANNER]], "more": len(ordered) - MAX_IN_BANNER}
 
 
 @bp.route("/vms/<int:vm_id>")

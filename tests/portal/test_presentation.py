@@ -135,7 +135,8 @@ def test_axes_are_labelled_with_dates_and_sizes_from_zero() -> None:
 
 
 def test_within_two_days_the_labels_carry_the_time() -> None:
-    assert date_label(NOW, 3600) == "12-04 18:00"
+    assert date_label(NOW, 3 * 3600) == "12-04 18:00"
+    assert date_label(NOW, 60) == "12-04 18:00:00"  # backups seconds apart (the demo) still read apart
     assert date_label(NOW, 3 * 86400) == "2026-12-04"
 
 
