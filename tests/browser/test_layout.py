@@ -112,8 +112,10 @@ def pages_of(page: Any) -> list[str]:
 
 @pytest.mark.parametrize("email", ROLES)
 def test_every_page_fits_both_widths_with_reachable_nav_and_no_serious_axe_violation(
-    page: Any, live_server: LiveServer, email: str
+    page: Any, live_server: LiveServer, outage: dict[str, int], email: str
 ) -> None:
+    """During an outage (``outage``: a running and a queued restore), so the dashboard's banner and restore
+    badges and a restore's page are part of the sweep."""
     page.context.add_init_script(path=str(AXE))
     sign_in(page, email)
     paths = pages_of(page)

@@ -3,60 +3,21 @@ in which order and by when: a running and a queued restore next to their VMs' ba
 the customer's own restores.
 
 The two restores are rows as the portal writes them (a running one 42% through, a queued one behind it), not
-enqueued: a real worker would finish a 48 MiB demo restore before the page could be looked at. The test
-cancels both at the end, so the queue the other tests see is as it was.
+enqueued: a real worker would finish a 48 MiB demo restore before the page could be looked at. The ``outage``
+fixture (conftest.py) cancels both at the end, so the queue the other tests see is as it was.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
-from sqlalchemy import select
 
-from .conftest import LiveServer, sign_in
+from .conftest import sign_in
 
 pytestmark = pytest.mark.slow
-
-MIB = 2**20
-
-
-@pytest.fixture
-def outage(live_server: LiveServer) -> Iterator[dict[str, int]]:
-    from portal import clock
-    from portal.extensions import db
-    from portal.models import VM, BackupPoint, Organisation, Restore
-
-    with live_server.app.app_context():
-        ids: dict[str, int] = {}
-        for name, state in (("web-1", "running"), ("db-1", "queued")):
-            vm = db.session.scalars(select(VM).join(Organisation)
-                                    .where(Organisation.slug == "acme", VM.name == name)).one()
-            point = db.session.scalars(select(BackupPoint).where(BackupPoint.vm_id == vm.id)
-                                       .order_by(BackupPoint.created_at.desc())).first()
-            assert point is not None
-            row = Restore(vm_id=vm.id, backup_point_id=point.id, kind="full", state=state,
-                          priority_class="critical", priority_reason="production VM", bytes_total=48 * MIB,
-                          bytes_done=int(0.42 * 48 * MIB) if state == "running" else 0,
-                          started_at=clock.now() if state == "running" else None)
-            db.session.add(row)
-            db.session.flush()
-            ids[name] = row.id
-        db.session.commit()
-        db.session.remove()
-    try:
-        yield ids
-    finally:
-        with live_server.app.app_context():
-            for restore_id in ids.values():
-                row = db.session.get(Restore, restore_id)
-                assert row is not None
-                row.state, row.finished_at = "cancelled", clock.now()
-            db.session.commit()
-            db.session.remove()
 
 
 def test_the_dashboard_shows_a_running_and_a_queued_restore_on_a_phone(page: Any, outage: dict[str, int]) -> None:
