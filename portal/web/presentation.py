@@ -25,7 +25,7 @@ UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 #: state name -> tone (a CSS class): good, warn, bad, busy (in progress), idle (neutral)
 TONES = {
     **dict.fromkeys(("ok", "verified", "done", "usable", "healthy", "passed", "up", "sent", "delivered",
-                     "complete", "completed", "resolved", "restore-tested", "active", "enabled"), "good"),
+                     "complete", "completed", "resolved", "restore-tested", "active", "enabled", "protected"), "good"),
     **dict.fromkeys(("late", "warn", "warning", "unverified", "pending", "degraded", "maintenance", "upcoming",
                      "partial", "deletion", "retrying", "stale"), "warn"),
     **dict.fromkeys(("damaged", "distrusted", "failed", "missed", "none", "error", "down", "disaster", "refused",

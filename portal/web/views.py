@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from flask import abort, current_app, render_template, request
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import joinedload
+from werkzeug.wrappers import Response as BaseResponse
 
 from .. import clock
 from ..auth.guards import login_required
 from ..extensions import db
 from ..models import VM, AuditEntry, BackupPoint, Organisation, Restore
 from ..models.runs import ACTIVE_STATES
-from ..services import access, policies
+from ..services import access, policies, protection
 from ..services.eta import Estimate, queue
 from ..services.policies import PolicyError
 from ..services.priority import priority_of
@@ -157,6 +158,20 @@ def _render_vm(vm: VM, *, errors: dict[str, str], values: Any, saved: bool = Fal
     if htmx.target() == "policy":
         return render_template("vm.html", partial="policy", **context)
     return render_template(template, partial=None, **context)
+
+
+@bp.route("/vms/<int:vm_id>/backups/<int:backup_id>/protect", methods=["POST"])
+@login_required
+def point_protect(vm_id: int, backup_id: int) -> BaseResponse:
+    """Protect (``protected=on``) or release a point from the VM page; the service decides who may (admins)
+    and refuses with the reason (a ProtectionError answers its status through the error page)."""
+    vm = access.get_vm(current_user, vm_id)
+    point = access.get_backup(current_user, vm, backup_id)
+    wanted = request.form.get("protected") == "on"
+    protection.set_protected(current_user, point, wanted)
+    state = "protected: retention and deletion leave it alone" if wanted else "no longer protected"
+    flash(f"The backup of {point.created_at:%Y-%m-%d %H:%M} UTC is {state}.", "ok")
+    return redirect(url_for("web.vm_detail", vm_id=vm.id))
 
 
 @bp.route("/audit")
