@@ -26,4 +26,4 @@ def format_epoch(seconds: float) -> str:
         return "?"
 
 
-from . import browse, keys, manage, recycle, restores, tokens, users, verifications, views  # noqa: E402,F401 - registers the routes
+from . import audit_text, browse, keys, manage, presentation, recycle, restores, tokens, users, verifications, views  # noqa: E402,F401 - registers the routes

@@ -163,3 +163,46 @@ def sign_in(page: Any, email: str, password: str = PASSWORD) -> None:
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(lambda url: not url.rstrip("/").endswith("/login") and "/login?" not in url)
+
+
+@pytest.fixture
+def outage(live_server: LiveServer) -> Iterator[dict[str, int]]:
+    """Acme in an outage: a restore of web-1 running (42%) and one of db-1 queued behind it; {vm name: restore id}.
+
+    Rows as the portal writes them, not enqueued: a real worker would finish a 48 MiB demo restore before the
+    page could be looked at. Both are cancelled afterwards, so the queue the other tests see is as it was.
+    """
+    from sqlalchemy import select
+
+    from portal import clock
+    from portal.extensions import db
+    from portal.models import VM, BackupPoint, Organisation, Restore
+
+    mib = 2**20
+    with live_server.app.app_context():
+        ids: dict[str, int] = {}
+        for name, state in (("web-1", "running"), ("db-1", "queued")):
+            vm = db.session.scalars(select(VM).join(Organisation)
+                                    .where(Organisation.slug == "acme", VM.name == name)).one()
+            point = db.session.scalars(select(BackupPoint).where(BackupPoint.vm_id == vm.id)
+                                       .order_by(BackupPoint.created_at.desc())).first()
+            assert point is not None
+            row = Restore(vm_id=vm.id, backup_point_id=point.id, kind="full", state=state,
+                          priority_class="critical", priority_reason="production VM", bytes_total=48 * mib,
+                          bytes_done=int(0.42 * 48 * mib) if state == "running" else 0,
+                          started_at=clock.now() if state == "running" else None)
+            db.session.add(row)
+            db.session.flush()
+            ids[name] = row.id
+        db.session.commit()
+        db.session.remove()
+    try:
+        yield ids
+    finally:
+        with live_server.app.app_context():
+            for restore_id in ids.values():
+                row = db.session.get(Restore, restore_id)
+                assert row is not None
+                row.state, row.finished_at = "cancelled", clock.now()
+            db.session.commit()
+            db.session.remove()

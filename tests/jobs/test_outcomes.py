@@ -19,7 +19,8 @@ from tests.fixtures.jobs import run_jobs
 from . import images_available
 from .test_jobs import backed_up
 
-STATE = '<strong data-state="{state}">{text}</strong>'
+STATE = '<strong class="badge tone-{tone}" data-state="{state}">{text}</strong>'  # the restore page's state badge
+TONE = {"done": "good", "failed": "bad", "cancelled": "idle"}
 
 
 def _finished(restore: Restore) -> Restore:
@@ -45,10 +46,11 @@ def test_finished_full_and_file_restores_say_finished(file_vm, queues, world, cl
     for restore, last_step in ((_finished(full), "restore"), (_finished(files), "archiving")):
         assert (restore.state, restore.phase) == ("done", last_step)  # the row keeps its last step, for the record
         page = client.get(f"/restores/{restore.id}").get_data(as_text=True)
-        assert STATE.format(state="done", text="finished") in page and f"({last_step})" not in page
+        assert STATE.format(state="done", tone="good", text="finished") in page and f"({last_step})" not in page
         assert _api_outcome(client, admin, restore) == "finished"
     listing = client.get("/restores").get_data(as_text=True)
-    assert listing.count('<td data-state="done">finished</td>') == 2 and "(archiving)" not in listing
+    assert listing.count('<td data-state="done"><span class="badge tone-good">finished</span></td>') == 2
+    assert "(archiving)" not in listing
 
 
 def test_damage_failure_and_cancellation_are_the_outcome(file_vm, queues, world, client, auth) -> None:
@@ -74,5 +76,5 @@ def test_damage_failure_and_cancellation_are_the_outcome(file_vm, queues, world,
                 failed: ("failed", f"failed: {failed.error}")}
     for restore, (state, text) in expected.items():
         page = client.get(f"/restores/{restore.id}").get_data(as_text=True)
-        assert STATE.format(state=state, text=escape(text)) in page
+        assert STATE.format(state=state, tone=TONE[state], text=escape(text)) in page
         assert _api_outcome(client, admin, restore) == text

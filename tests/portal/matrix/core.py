@@ -26,4 +26,12 @@ ROUTES = {
              signed_in(404, globex_admin=422, operator=422), data=lambda w: POLICY_FORM),
     ],
     "web.audit_log": [Case("GET", lambda w: "/audit", signed_in(200))],
+    # "off": releasing an unprotected point changes nothing, so the routes walked after it (deleting the VM)
+    # see the world as it was; tests/portal/test_protect_page.py protects for real
+    "web.point_protect": [
+        Case("POST", lambda w: f"/vms/{w['acme_vm'].id}/backups/{w['acme_point'].id}/protect",
+             signed_in(302, acme_member=403, globex_admin=404), data=lambda w: {"protected": "off"}),
+        Case("POST", lambda w: f"/vms/{w['globex_vm'].id}/backups/{w['globex_point'].id}/protect",
+             signed_in(404, globex_admin=302, operator=302), data=lambda w: {"protected": "off"}),
+    ],
 }
