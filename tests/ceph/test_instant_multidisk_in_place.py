@@ -96,6 +96,9 @@ def test_both_rbd_disks_instantly_in_place_usable_together_then_undo(
     _scribble(ceph, vm)
     before = _images(ceph, vm)
     assert before["root"] != backed["root"] and before["data"] != backed["data"]
+    auth.login(world["acme_admin"])
+    confirm = client.get(f"/vms/{vm.id}/backups/{point.id}/restore-in-place").get_data(as_text=True)
+    assert 'value="instant"' in confirm and "the originals are kept aside" in confirm  # offered for two disks
     restore = runs.request_restore(world["acme_admin"], vm, point, "instant", target={"type": "in_place"},
                                    usable_first=True)
     run_jobs(queues, only=[USABLE_QUEUE])  # only making usable: the hydration waits on the class's queue
@@ -116,9 +119,9 @@ def test_both_rbd_disks_instantly_in_place_usable_together_then_undo(
         name: f"rbd:{ceph.pool}/{aside}" for name, aside in asides.items()}
     assert "replaced" not in row.report  # one name for one image: several are listed per disk
     assert sorted(row.safety_point.disk_names) == ["data", "root"]  # the safety backup: both disks overwritten
-    auth.login(world["acme_admin"])
     page = client.get(f"/restores/{row.id}").get_data(as_text=True)
     assert "data-replaced" in page and all(aside in page for aside in asides.values()) and "Undo" in page
+    assert "Safety backup of the disks as they were" in page
 
     undo = runs.request_undo(world["acme_admin"], row)
     run_jobs(queues)
