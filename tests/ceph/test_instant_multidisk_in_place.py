@@ -173,11 +173,15 @@ def test_a_failure_before_usable_leaves_both_originals_in_place(
     assert row.state == "failed" and "is the VM still running" in row.error and "disk data" in row.error
     assert _images(ceph, vm) == before and not any("-replaced-" in i or "-restore-" in i for i in ceph.images())
 
-    source.broken = True  # both images moved aside, then the source fails: every original goes back
-    failed = runs.request_restore(world["acme_admin"], vm, point, "instant", target={"type": "in_place"})
-    run_jobs(queues)
-    row = _row(failed.id)
-    assert row.state == "failed" and "2 original image(s) back in place" in row.error, row.error
-    assert _images(ceph, vm) == before and not any("-replaced-" in i for i in ceph.images())
-    assert not _migrating(ceph, root) and not _migrating(ceph, data)
-    assert "replaced" not in row.report and not any("replaced" in d for d in row.report["disks"])
+    # Both images moved aside, then one disk's source fails: for one of the two the other disk's import was
+    # prepared already and is aborted. Every original goes back either way.
+    for broken in ("root", "data"):
+        source.broken_for = f"/disks/{broken}.raw"
+        failed = runs.request_restore(world["acme_admin"], vm, point, "instant", target={"type": "in_place"})
+        run_jobs(queues)
+        row = _row(failed.id)
+        assert row.state == "failed" and "2 original image(s) back in place" in row.error, row.error
+        assert f"{ceph.pool}/{root if broken == 'root' else data} failed" in row.error  # the disk that failed
+        assert _images(ceph, vm) == before and not any("-replaced-" in i for i in ceph.images())
+        assert not _migrating(ceph, root) and not _migrating(ceph, data)
+        assert "replaced" not in row.report and not any("replaced" in d for d in row.report["disks"])
