@@ -9,11 +9,13 @@ progress on the row, commit each. A retried job (its worker died, or hydration f
 image open) finds the images and continues where Ceph stands. A step that fails while nobody uses the image
 aborts the migration, which removes the image; the other disks' unfinished images are aborted too unless in use.
 
-In place (target ``{"type": "in_place"}``, a VM of one RBD disk): first the safety backup of the disk as it is
-(``jobs.safety``, as a full in-place restore takes it), then the original image is renamed aside
-(``<image>-replaced-<n>``, kept and named in the report: nothing is deleted) and the instant restore takes its
-name, so the VM's disk is the restored one at once. A failure before the image is usable puts the original
-back. Undo is today's: an in-place restore of the safety backup.
+In place (target ``{"type": "in_place"}``; every disk of the point, or the one the row names, over the VM's RBD
+image it was backed up from, ``runs.overwritten``): first the safety backup of exactly those disks as they are
+(``jobs.safety``, as a full in-place restore takes it), then every one of those images is checked (it exists,
+nobody has it open) before any is touched, and each is renamed aside (``<image>-replaced-<n>``, kept and named
+in the report: nothing is deleted); each instant restore takes its original's name, so the VM's disks are the
+restored ones at once. A failure before every disk is usable puts every original back (an image whose new one
+is in use stays for a retry). Undo is today's: an in-place restore of the safety backup (every disk of it).
 
 Usable first (``target["usable_first"]``, a disaster run's instant strategy): the job, taken from the
 ``restore-usable`` queue, stops once the images are usable: the row goes back to queued ("usable; hydration
@@ -65,21 +67,34 @@ class _Disk:
         return f" disk {self.name}" if self.name else ""
 
 
-def _disks(row: Restore, config: dict[str, Any], revision: Revision) -> list[_Disk]:
-    """The disks this row restores, each with its target image and the URL its source is served at."""
+def _disks(row: Restore, config: dict[str, Any], revision: Revision,
+           in_place: dict[str, str] | None = None) -> list[_Disk]:
+    """The disks this row restores, each with its target image and the URL its source is served at.
+
+    ``in_place``: the VM's image each point's disk goes over (by the point's disk name, ``runs.overwritten``).
+    """
     single = len(revision.disks) == 1
     chosen = [revision.disk(row.disk)] if row.disk else revision.disks
     disks = []
     for disk in chosen:
         name = "" if single else disk.name
-        if row.in_place:
-            target = row.vm.disks[0].source
+        if in_place is not None:
+            target = _in_place_target(in_place, disk.name)
         elif single:
             target = row.output_path or target_of(row)
         else:
             target = f"{_source_of(row, disk.name, disk.source)}-restore-{row.id}"
         disks.append(_Disk(name, revision.only(disk.name), target, web_side.source_url(config, row, name)))
     return disks
+
+
+def _in_place_target(in_place: dict[str, str], name: str) -> str:
+    """The VM's image the point's disk ``name`` goes over (a point of one disk: the VM's one overwritten)."""
+    source = in_place.get(name) or (next(iter(in_place.values())) if len(in_place) == 1 else "")
+    if not source.startswith("rbd:"):
+        raise StorageError(f"disk {name or 'root'} of the VM is not an RBD image ({source or 'not in the inventory'}):"
+                           " an instant restore cannot replace it; choose a full restore")
+    return source
 
 
 def _source_of(row: Restore, name: str, backed_up: str) -> str:
@@ -100,13 +115,17 @@ def run(row: Restore, config: dict[str, Any]) -> bool:
     """
     root = str(config["STORAGE_ROOT"])
     revision = Repository.open(root, row.vm.repository_name).resolve(row.backup_point.revision)
-    if row.in_place:  # before anything touches the disk; a retried job keeps the one it took
+    in_place = None
+    if row.in_place:  # before anything touches the disks; a retried job keeps the one it took
         try:
             overwritten = runs.overwritten(row.vm, row.backup_point, row.disk)
         except runs.RestoreError as exc:  # the inventory changed since the request
             raise StorageError(str(exc)) from exc
+        in_place = {name: live.source for name, live in overwritten}
+        for name in in_place:
+            _in_place_target(in_place, name)  # every image an RBD one, before the safety backup is taken
         safety.take(row, root, [live for _, live in overwritten])
-    disks = _disks(row, config, revision)
+    disks = _disks(row, config, revision, in_place)
     row.output_path = disks[0].target
     if not (row.report or {}).get("disks"):
         row.report = {**(row.report or {}), "target": disks[0].target,
@@ -116,8 +135,23 @@ def run(row: Restore, config: dict[str, Any]) -> bool:
         timeout = float(config.get("INSTANT_SOURCE_TIMEOUT") or SOURCE_TIMEOUT)
         migrations = [stack.enter_context(RbdMigration(d.target, timeout=timeout)) for d in disks]
         states: list[str | None] = []
-        for disk, migration in zip(disks, migrations, strict=True):
-            states.append(_make_usable(row, disk, migration, migrations))
+        try:
+            if row.in_place:
+                _move_aside(row, disks, migrations)
+            for disk, migration in zip(disks, migrations, strict=True):
+                states.append(_make_usable(row, disk, migration, migrations))
+        except InstantRestoreFailed as exc:
+            if not row.in_place or row.usable_at is not None:
+                raise
+            db.session.rollback()
+            raise InstantRestoreFailed(exc.args_[0], exc.reason + _put_back(row, migrations)) from None
+        except HydrationInterrupted:
+            raise  # a new image is in use: left for the retry, the originals stay aside
+        except Exception:
+            if row.in_place and row.usable_at is None:
+                db.session.rollback()
+                _put_back(row, migrations)
+            raise
         if row.usable_at is None:
             row.usable_at = clock.now()
             started = row.started_at or row.usable_at
@@ -148,8 +182,9 @@ def run(row: Restore, config: dict[str, Any]) -> bool:
     row.phase = ""
     row.bytes_done = revision.size
     damage = {d.name: [list(r) for r in web_side.damage_of(config, row.id, d.name)] for d in disks}
-    reports = [{"disk": d.name, "target": d.target, "bytes": d.revision.size, "damaged": damage[d.name]}
-               for d in disks]
+    replaced = {d["target"]: d["replaced"] for d in (row.report or {}).get("disks", []) if d.get("replaced")}
+    reports = [{"disk": d.name, "target": d.target, "bytes": d.revision.size, "damaged": damage[d.name],
+                **({"replaced": replaced[d.target]} if d.target in replaced else {})} for d in disks]
     zero = sum(end - start for d in disks for start, end in zero_runs(d.revision))
     damaged = damage[disks[0].name] if len(disks) == 1 else [[d.name, *span] for d in disks for span in damage[d.name]]
     row.report = {**(row.report or {}), "target": disks[0].target, "revision": revision.id, "bytes": revision.size,
@@ -173,8 +208,6 @@ def _progress(writer: ProgressWriter, phase: str, before: int, size: int,
 def _make_usable(row: Restore, disk: _Disk, migration: RbdMigration, every: list[RbdMigration]) -> str | None:
     """Prepare the disk's import (unless a retry finds it) and open it; its migration state before this job
     (``new``, ``prepared``…; None: committed already)."""
-    if row.in_place:
-        _move_aside(row, migration)
     state = migration.state() if migration.exists() else "new"
     if state == "new":
         row.phase = f"preparing{disk.label}"
@@ -189,31 +222,51 @@ def aside_name(row: Restore, migration: RbdMigration) -> str:
     return f"{migration.name}-replaced-{row.id}"
 
 
-def _move_aside(row: Restore, migration: RbdMigration) -> None:
-    """In place: rename the VM's image aside (once; recorded on the row first) so the restore takes its name."""
-    aside = aside_name(row, migration)
-    if migration.exists(aside):
-        return  # a retry: moved already
-    target = str(migration.spec)
-    if not migration.exists():
-        raise InstantRestoreFailed(target, "the VM's image does not exist; restore to a new image instead")
-    if migration.watchers():
-        raise InstantRestoreFailed(target, "the image is open (is the VM still running?); stop the VM first: an "
-                                           "image in use is not replaced")
-    row.report = {**(row.report or {}), "replaced": f"rbd:{migration.spec.pool}/{aside}"}
-    row.phase = "moving the original image aside"
+def _move_aside(row: Restore, disks: list[_Disk], migrations: list[RbdMigration]) -> None:
+    """In place: rename every VM's image aside (once; recorded on the row first) so the restores take their names.
+
+    Every image is checked first (it exists, nobody has it open): an image in use refuses the restore before any
+    is renamed. A retry finds the ones moved already (their ``-replaced-`` image exists) and moves the others.
+    """
+    todo = [(disk, migration) for disk, migration in zip(disks, migrations, strict=True)
+            if not migration.exists(aside_name(row, migration))]
+    for disk, migration in todo:
+        target, of = str(migration.spec), f" of disk {disk.name}" if disk.name else ""
+        if not migration.exists():
+            raise InstantRestoreFailed(target, f"the VM's image{of} does not exist; restore to a new image instead")
+        if migration.watchers():
+            raise InstantRestoreFailed(target, f"the image{of} is open (is the VM still running?); stop the VM "
+                                               "first: an image in use is not replaced")
+    if not todo:
+        return
+    names = {str(m.spec): f"rbd:{m.spec.pool}/{aside_name(row, m)}" for m in migrations}
+    entries = [{**d, "replaced": names[d["target"]]} if d["target"] in names else d
+               for d in (row.report or {}).get("disks", [])]
+    row.report = {**(row.report or {}), "disks": entries,
+                  **({"replaced": next(iter(names.values()))} if len(names) == 1 else {})}
+    row.phase = "moving the original image aside" if len(migrations) == 1 else "moving the original images aside"
     db.session.commit()
-    migration.rename(migration.name, aside)
+    for _, migration in todo:
+        migration.rename(migration.name, aside_name(row, migration))
 
 
-def _put_back(row: Restore, migration: RbdMigration) -> str:
-    """In place, after a failure that removed the new image: the original takes its name again."""
-    aside = aside_name(row, migration)
-    if migration.exists(aside) and not migration.exists():
-        migration.rename(aside, migration.name)
-        row.report = {key: value for key, value in (row.report or {}).items() if key != "replaced"}
-        return "; the original image is back in place"
-    return ""
+def _put_back(row: Restore, migrations: list[RbdMigration]) -> str:
+    """In place, after a failure before usable: every original whose name is free (its new image removed) takes
+    it again; the report no longer names those aside. Says what it did, for the error."""
+    back = []
+    for migration in migrations:
+        aside = aside_name(row, migration)
+        if migration.exists(aside) and not migration.exists():
+            migration.rename(aside, migration.name)
+            back.append(f"rbd:{migration.spec.pool}/{aside}")
+    if not back:
+        return ""
+    report = row.report or {}
+    entries = [{k: v for k, v in d.items() if not (k == "replaced" and v in back)} for d in report.get("disks", [])]
+    row.report = {**{k: v for k, v in report.items() if not (k == "replaced" and v in back)}, "disks": entries}
+    db.session.commit()
+    return ("; the original image is back in place" if len(migrations) == 1
+            else f"; {len(back)} original image(s) back in place")
 
 
 class HydrationInterrupted(Exception):
@@ -234,5 +287,4 @@ def _step(row: Restore, migration: RbdMigration, action: Callable[[], None],
         for other in every:
             if other is not migration and other.exists() and other.state() is not None:
                 abort_unless_in_use(other, "another disk failed")
-        back = _put_back(row, migration) if row.in_place else ""
-        raise InstantRestoreFailed(str(migration.spec), failed.reason + back) from None
+        raise InstantRestoreFailed(str(migration.spec), failed.reason) from None  # the caller puts originals back

@@ -101,7 +101,8 @@ def qemu(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 class SourceProxy:
     """An HTTP hop between Ceph and Lifeboat's source that a test can break or hold, as a network would.
 
-    ``broken``: every request gets 503 (the source is unreachable). ``hold_after``: the first N ranged GETs
+    ``broken``: every request gets 503 (the source is unreachable); ``broken_for``: only requests whose path
+    holds it (one disk's URL of several). ``hold_after``: the first N ranged GETs
     pass, later ones wait until ``release()``, so a test can interrupt a hydration at a known point.
     """
 
@@ -114,6 +115,7 @@ class SourceProxy:
         parts = urlsplit(target)
         proxy = self
         self.broken = False
+        self.broken_for = ""
         self.hold_after = hold_after
         self.gets = 0
         self.gate = threading.Event()
@@ -137,7 +139,7 @@ class SourceProxy:
                 self.forward()
 
             def forward(self) -> None:
-                if proxy.broken:
+                if proxy.broken or (proxy.broken_for and proxy.broken_for in self.path):
                     self.send_response(503)
                     self.send_header("Content-Length", "0")
                     self.end_headers()

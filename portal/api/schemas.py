@@ -189,8 +189,9 @@ class RestoreRequestSchema(Strict):
     target = f.Nested(TargetSchema, load_default=lambda: {"type": "new"})
     disk = f.String(load_default="", validate=v.Length(max=128), metadata={
         "description": "kinds `full` and `instant`: restore only this disk of the point (its name in the "
-                       "backup's `disks`); without it every disk, one output (image) each (in place too). Kind "
-                       "`files`: the disk of `paths` (implied by `/DISK/...` paths)"})
+                       "backup's `disks`); without it every disk, one output (image) each, usable together "
+                       "(`instant`). The web pages' in-place restores, full or instant, take the same choice (the "
+                       "API's target is `new`). Kind `files`: the disk of `paths` (implied by `/DISK/...` paths)"})
 
 
 class RestoreSchema(ma.Schema):

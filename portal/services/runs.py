@@ -127,8 +127,9 @@ def check_instant(vm: VM, target: dict[str, Any], disk: str = "") -> None:
 
     It needs a VM on an RBD image (Ceph's import-only live migration makes the new image), a new image as the
     target, and INSTANT_SOURCE_URL: the address at which the hypervisors reach the web app that serves the
-    backup point until the image is hydrated. In place (the original image moved aside after a safety backup,
-    the restored one taking its name) only for a VM of one disk.
+    backup point until the image is hydrated. In place (after a safety backup of the disks overwritten, each
+    original image moved aside and its restored one taking its name): every disk of the point or ``disk``, each
+    over the VM's RBD image it was backed up from (``check_in_place`` then checks those disks).
     """
     refusal = instant_refusal(vm, disk)
     if refusal:
@@ -136,9 +137,6 @@ def check_instant(vm: VM, target: dict[str, Any], disk: str = "") -> None:
     kind = target.get("type", "new")
     if kind not in ("new", "in_place"):
         raise RestoreError("an instant restore makes a new image, beside the original or in its place")
-    if kind == "in_place" and len(vm.disks) > 1:
-        raise RestoreError("an instant restore in place of a VM with several disks is not supported yet: restore "
-                           "its disks instantly to new images instead")
     if not current_app.config.get("INSTANT_SOURCE_URL"):
         raise RestoreError(NOT_SET_UP)
 
@@ -227,6 +225,9 @@ def check_in_place(actor: User, vm: VM, point: BackupPoint, kind: str, disk: str
         raise RestoreError("the VM has no disk in the inventory to restore over")
     for _, live in overwritten(vm, point, disk):
         source = live.source
+        if kind == "instant" and not source.startswith("rbd:"):
+            raise RestoreError(f"disk {live.name} is not a Ceph RBD image ({source}): an instant restore cannot "
+                               "replace it; choose a full restore (or restore instantly only a disk on RBD)")
         if source.startswith("file:") and not os.path.exists(source[len("file:"):]):
             raise RestoreError(f"the VM's disk {source[len('file:'):]} does not exist; restore to a new image "
                                "instead")

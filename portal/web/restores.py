@@ -59,12 +59,13 @@ def confirm_in_place(vm_id: int, backup_id: int) -> str | tuple[str, int]:
 
 def _in_place_page(vm: VM, point: BackupPoint, error: str = "") -> str:
     """Names every disk the restore overwrites (a point's disk the inventory lacks: the request says why); offers
-    the instant way for a VM of one RBD disk where instant restores are set up."""
+    the instant way for a VM on RBD where instant restores are set up (a disk that is not on RBD: the request
+    says so)."""
     disks = []
     for name in point.disk_names or [""]:
         live = runs.inventory_disk(vm, point, name)
         disks.append((name, live.source if live else "(not a disk of the VM in the inventory)"))
-    instant = (len(vm.disks) == 1 and vm.disks[0].source.startswith("rbd:")
+    instant = (any(d.source.startswith("rbd:") for d in vm.disks)
                and bool(current_app.config.get("INSTANT_SOURCE_URL")))
     return render_template("restore_in_place.html", vm=vm, point=point, error=error, disks=disks,
                            chosen=request.form.get("disk", ""), instant_in_place=instant)
