@@ -85,12 +85,19 @@ class VMRestores(MethodView):
     @blp.alt_response(409, schema=ErrorSchema, description="the backup point is scheduled for deletion "
                                                            "(`deletion_pending`): undo it first")
     def post(self, body: dict[str, Any], vm: int) -> dict[str, Any]:
-        """Queue a full restore (to a new image), a file restore of `paths`, or an instant restore (RBD disks: a
-        new image usable at once, hydrated in the background) from backup point `backup`."""
+        """Queue a full restore (to a new image, or in place), a file restore of `paths` (an archive, or back into
+        the VM's disk), or an instant restore (RBD disks: an image usable at once, hydrated in the background)
+        from backup point `backup`."""
         target, point = get_point(vm, body["backup"])
+        where = body["target"]
+        spec: dict[str, Any] = {"type": where["type"]}
+        if where["type"] != "new":  # both overwrite what is on the VM's disk now
+            runs.confirm_overwrite(current_user(), target, where["confirm"])
+        if where["type"] == "in_vm":
+            spec["path"] = where["path"]
         # a RestoreError answers 422 restore_refused (409 deletion_pending, 403 forbidden)
         restore = runs.request_restore(current_user(), target, point, body["kind"], paths=body["paths"],
-                                       target=body["target"], disk=body["disk"])
+                                       target=spec, disk=body["disk"])
         return restore_json(restore)
 
 
@@ -101,6 +108,20 @@ class RestoreDetail(MethodView):
     def get(self, id: int) -> dict[str, Any]:
         """A restore's state (queued, running, done, failed, cancelled), queue position, progress and report."""
         return restore_json(get_restore(id))
+
+
+@blp.route("/restores/<id:id>/undo")
+class RestoreUndo(MethodView):
+    @require_scope("restores:write")
+    @blp.arguments(s.ConfirmSchema)
+    @blp.response(202, s.RestoreSchema)
+    @blp.alt_response(422, schema=ErrorSchema, description="nothing to put back, or not finished yet")
+    def post(self, body: dict[str, Any], id: int) -> dict[str, Any]:
+        """Put back the state from before an in-place restore (or files put back): an in-place restore of its
+        safety backup, which takes a safety backup of its own."""
+        restore = get_restore(id)
+        runs.confirm_overwrite(current_user(), restore.vm, body["confirm"])
+        return restore_json(runs.request_undo(current_user(), restore))
 
 
 @blp.route("/restores/<id:id>/cancel")

@@ -172,8 +172,22 @@ class FilesSchema(ma.Schema):
 
 
 class TargetSchema(Strict):
-    type = f.String(load_default="new", validate=v.OneOf(("new",)),
-                    metadata={"description": "`new`: a new image next to the original"})
+    type = f.String(load_default="new", validate=v.OneOf(("new", "in_place", "in_vm")),
+                    metadata={"description": "`new`: a new image next to the original; `in_place` (kinds `full`, "
+                                             "`instant`): over the VM's disks, after a protected safety backup "
+                                             "(undo: `POST /restores/{id}/undo`); `in_vm` (kind `files`): the "
+                                             "files back into the disk they came from, at `path`"})
+    path = f.String(load_default="", validate=v.Length(max=4096),
+                    metadata={"description": "`in_vm`: the folder on the disk to put the files in (`/p1/restored`); "
+                                             "empty: where they were"})
+    confirm = f.String(load_default="", validate=v.Length(max=256),
+                       metadata={"description": "`in_place`, `in_vm`: the VM's name, typed out: it overwrites what "
+                                                "is on the VM's disk now (organisation administrators only)"})
+
+
+class ConfirmSchema(Strict):
+    confirm = f.String(required=True, validate=v.Length(max=256),
+                       metadata={"description": "the VM's name, typed out: the undo overwrites its disk again"})
 
 
 class RestoreRequestSchema(Strict):

@@ -265,6 +265,15 @@ def check_into_disk(actor: User, vm: VM, point: BackupPoint, kind: str, paths: l
     return {"type": "in_vm", "path": dest.rstrip("/") or None}
 
 
+def confirm_overwrite(actor: User, vm: VM, typed: str) -> None:
+    """Overwriting a disk (in place, files put back, undo) needs the actor's role and the VM's name typed out:
+    not a double click on a page, not a default in an API call."""
+    if not may_restore_in_place(actor):
+        raise RestoreForbidden(IN_PLACE_FORBIDDEN)
+    if typed.strip() != vm.name:
+        raise RestoreError(f"type the VM's name ({vm.name}) to confirm that its disk will be overwritten")
+
+
 def request_undo(actor: User, restore: Restore) -> Restore:
     """Put back the state from before an in-place restore (or files put back into the disk): an in-place
     restore of its safety backup (which takes a safety backup of its own, so the undo can be undone too)."""

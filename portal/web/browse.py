@@ -108,10 +108,10 @@ def page(vm: VM, point: BackupPoint, *, path: str = "/", query: str = "", kept: 
                     and any(d.source.startswith("file:") and not d.missing_since for d in vm.disks))
     return render_template("browse.html", vm=vm, point=point, path=path, nodes=nodes, error=error, query=query,
                            partial=partial, can_put_back=can_put_back, kept=kept, chosen=chosen,
-                           message=message, crumbs=crumbs(path)), status
+                           message=message, trail=trail(path)), status
 
 
-def crumbs(path: str) -> list[tuple[str, str]]:
+def trail(path: str) -> list[tuple[str, str]]:
     """The breadcrumbs of ``path``: (name, path) from the disks down (``/data/p1/etc``: Disks, data, p1, etc)."""
     parts = [p for p in path.split("/") if p]
     return [("Disks", "/")] + [(part, "/" + "/".join(parts[: n + 1])) for n, part in enumerate(parts)]

@@ -85,11 +85,7 @@ def restore_undo(restore_id: int) -> BaseResponse | tuple[str, int]:
 
 
 def _confirmed(vm: VM) -> None:
-    """Overwriting a disk needs the actor's role and the VM's name typed out (not a double click)."""
-    if not runs.may_restore_in_place(current_user):
-        raise runs.RestoreForbidden(runs.IN_PLACE_FORBIDDEN)
-    if request.form.get("confirm", "").strip() != vm.name:
-        raise runs.RestoreError(f"type the VM's name ({vm.name}) to confirm that its disk will be overwritten")
+    runs.confirm_overwrite(current_user, vm, request.form.get("confirm", ""))
 
 
 def _refused(exc: runs.RestoreError) -> tuple[str, int]:

@@ -73,8 +73,8 @@ def test_the_browser_starts_at_the_disks_and_downloads_from_the_second(two_disk_
     folder = client.get(base + "/files?path=/data/p1/srv")
     page = folder.get_data(as_text=True)
     assert folder.status_code == 200 and 'value="/data/p1/srv/data.bin"' in page
-    assert 'aria-label="Breadcrumb"' in page and f'href="{base}/files?path=/data">data</a>' in page
-    assert '<span aria-current="page">srv</span>' in page
+    assert 'aria-label="breadcrumb"' in page and f'href="{base}/files?path=/data">data</a>' in page
+    assert '<li aria-current="page">srv</li>' in page
 
     answer = client.post(base + "/download", data={"path": ["/data/p1/srv/data.bin"], "format": "tar.gz"})
     assert answer.status_code == 200

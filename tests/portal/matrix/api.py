@@ -137,10 +137,18 @@ ROUTES = {
              data=lambda w: {"backup": w["acme_point"].id, "kind": "files", "paths": []}),
         Case("POST", lambda w: _vm(w, "globex_vm") + "/restores", api(404, globex_admin=422, operator=422),
              data=lambda w: {"backup": w["globex_point"].id, "kind": "files", "paths": []}),
+        # in place without the VM's name typed: refused before anything is queued (members may not at all)
+        Case("POST", lambda w: _vm(w) + "/restores", api(422, acme_member=403, manager=403, globex_admin=404),
+             data=lambda w: {"backup": w["acme_point"].id, "kind": "full",
+                             "target": {"type": "in_place", "confirm": "not-web-1"}}),
     ],
     "api_restores.RestoreDetail": [
         Case("GET", lambda w: f"{V1}/restores/{w['acme_restore'].id}", ACME_ONLY),
         Case("GET", lambda w: f"{V1}/restores/999999", api(404)),
+    ],
+    "api_restores.RestoreUndo": [  # the matrix restore is not in place: nothing to put back (422 once confirmed)
+        Case("POST", lambda w: f"{V1}/restores/{w['acme_restore'].id}/undo",
+             api(422, acme_member=403, manager=403, globex_admin=404), data=lambda w: {"confirm": "web-1"}),
     ],
     "api_restores.RestoreCancel": [
         Case("POST", lambda w: f"{V1}/restores/{_queued_restore(w).id}/cancel", ACME_ONLY),
