@@ -11,6 +11,7 @@ Contract, for every implementation:
 
 - ``put`` is atomic (readers see the old object or the whole new one) and durable when it returns;
   ``exclusive=True`` makes it put-if-absent (False when the key existed: two hosts creating one repository);
+  ``durable=False`` is for hints that may be lost in a crash (``backup.running``): no flush to the disk;
 - ``get`` raises ``FileNotFoundError`` when the key is absent and another ``OSError`` when the object is not a
   plain object of at most ``limit`` bytes (damage); a store that cannot be reached raises ``StoreUnavailable``,
   which is never damage: a verify during an outage must not quarantine what it could not read;
@@ -63,7 +64,8 @@ class Backend(Protocol):
 
     def describe(self, key: str) -> str: ...
     def get(self, key: str, limit: int) -> bytes: ...
-    def put(self, key: str, data: bytes, *, exclusive: bool = False, mode: int = 0o644, sync: bool = True) -> bool: ...
+    def put(self, key: str, data: bytes, *, exclusive: bool = False, mode: int = 0o644, sync: bool = True,
+            durable: bool = True) -> bool: ...
     def stat(self, key: str) -> ObjectInfo | None: ...
     def exists(self, key: str) -> bool: ...
     def is_file(self, key: str) -> bool: ...
@@ -124,10 +126,11 @@ class LocalStore:
     def get(self, key: str, limit: int) -> bytes:
         return read_regular(self.path(key), limit)
 
-    def put(self, key: str, data: bytes, *, exclusive: bool = False, mode: int = 0o644, sync: bool = True) -> bool:
+    def put(self, key: str, data: bytes, *, exclusive: bool = False, mode: int = 0o644, sync: bool = True,
+            durable: bool = True) -> bool:
         path = self.path(key)
         if not exclusive:
-            write_file_atomic(path, data, mode=mode, sync_dir=sync)
+            write_file_atomic(path, data, mode=mode, sync_dir=sync and durable, sync_file=durable)
             return True
         tmp = temp_name(path)
         write_file_atomic(tmp, data, mode=mode, sync_dir=False)

@@ -250,7 +250,7 @@ def _backup(disks: list[tuple[str, Source]], repo: Repository, vm: str, hooks: H
         running = f"{vm}/backup.running"
         if repo.store.exists(running):  # the last backup was interrupted: its temp files are still there
             repo.remove_leftovers()
-        repo.store.put(running, f"{os.getpid()}@{socket.gethostname()}\n".encode(), sync=False)
+        repo.store.put(running, f"{os.getpid()}@{socket.gethostname()}\n".encode(), durable=False)  # a hint
         repo.ensure_folders()  # a chunk folder lost meanwhile must not fail this and every later backup
         revisions = repo.revisions()
         skipped = [f"skipped revision {rid}: {why}" for rid, why in sorted(repo.unreadable.items())]

@@ -38,8 +38,10 @@ def temp_name(final_path: str) -> str:
     return os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def write_file_atomic(path: str, data: bytes, *, mode: int = 0o644, sync_dir: bool = True) -> None:
-    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one."""
+def write_file_atomic(path: str, data: bytes, *, mode: int = 0o644, sync_dir: bool = True,
+                      sync_file: bool = True) -> None:
+    """Write ``data`` to ``path`` so that readers see either the old file or the whole new one (durably unless
+    ``sync_file`` is off: a marker that only hints at something to clean up needs no disk flush)."""
     tmp = temp_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
@@ -47,7 +49,8 @@ def write_file_atomic(path: str, data: bytes, *, mode: int = 0o644, sync_dir: bo
         while view:
             written = os.write(fd, view)
             view = view[written:]
-        fsync(fd)
+        if sync_file:
+            fsync(fd)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)

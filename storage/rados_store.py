@@ -345,7 +345,8 @@ class RadosStore:
             raise IrregularFile(errno.EFBIG, f"larger than {limit} bytes", self.describe(key))
         return data
 
-    def put(self, key: str, data: bytes, *, exclusive: bool = False, mode: int = 0o644, sync: bool = True) -> bool:
+    def put(self, key: str, data: bytes, *, exclusive: bool = False, mode: int = 0o644, sync: bool = True,
+            durable: bool = True) -> bool:
         ioctx = self._ioctx(key)
         if not _is_chunk(key):
             self._index_add(key)
