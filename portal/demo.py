@@ -61,6 +61,11 @@ def seed() -> Iterator[str]:
                 for vm, env in vms]}
             for group, vms in groups]}
         for slug, (name, _, groups) in ORGS.items()]}
+    rbd_image = current_app.config.get("DEMO_RBD", "")
+    if rbd_image:  # the loopback cluster of `make run` is up (portal.demo_ceph): one VM on RBD
+        feed["organisations"][0]["resource_groups"][0]["vms"].append(  # type: ignore[index]
+            {"name": "app-rbd", "environment": "production",
+             "disks": [{"name": "root", "source": f"rbd:{rbd_image}", "size": 48 * MiB}]})
     allowed = current_app.config["INVENTORY_FILE_DIRS"]  # the demo's disks are files in its own folder
     allowed = allowed.split(",") if isinstance(allowed, str) else list(allowed)
     current_app.config["INVENTORY_FILE_DIRS"] = allowed if images in allowed else [*allowed, images]
@@ -114,10 +119,15 @@ def _has_points(vm: VM) -> bool:
 
 def _backups(vm: VM, images: str) -> Iterator[str]:
     disk = vm.disks[0]
+    root = current_app.config["STORAGE_ROOT"]
+    if disk.source.startswith("rbd:"):  # the image was seeded from its file by portal.demo_ceph: one point
+        revision = backup(root, vm.repository_name, disk.source)
+        yield f"{vm.organisation.slug}/{vm.name}: backup {revision.id} of {disk.source}"
+        catalog.refresh(vm)
+        return
     path = disk.source[len("file:"):]
     if not os.path.exists(path):
         make_image(path, 48 * MiB, seed=vm.id)
-    root = current_app.config["STORAGE_ROOT"]
     for round_ in range(3):
         if round_:
             _change(path, seed=vm.id * 10 + round_)

@@ -132,7 +132,7 @@ def check_instant(vm: VM, target: dict[str, Any], disk: str = "") -> None:
     """
     refusal = instant_refusal(vm, disk)
     if refusal:
-        raise RestoreError(refusal)
+        raise RestoreError(_with_demo_reason(refusal))
     kind = target.get("type", "new")
     if kind not in ("new", "in_place"):
         raise RestoreError("an instant restore makes a new image, beside the original or in its place")
@@ -140,7 +140,13 @@ def check_instant(vm: VM, target: dict[str, Any], disk: str = "") -> None:
         raise RestoreError("an instant restore in place of a VM with several disks is not supported yet: restore "
                            "its disks instantly to new images instead")
     if not current_app.config.get("INSTANT_SOURCE_URL"):
-        raise RestoreError(NOT_SET_UP)
+        raise RestoreError(_with_demo_reason(NOT_SET_UP))
+
+
+def _with_demo_reason(refusal: str) -> str:
+    """In a ``make run`` demo without Ceph, the refusal says why the demo has no VM on RBD."""
+    reason = current_app.config.get("DEMO_NO_RBD") if current_app.config.get("DEMO") else ""
+    return f"{refusal}. {reason}" if reason else refusal
 
 
 def files_on_one_disk(point: BackupPoint, paths: list[str], disk: str) -> tuple[str, list[str]]:
