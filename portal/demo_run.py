@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import time
 
 from . import demo_ceph, instance
 from .supervisor import ChildFailed, Stopped, Supervisor, exit_code
@@ -23,11 +24,12 @@ def run_demo(lifeboat: str, flask: str, port: int, var: str, env: dict[str, str]
     try:
         with Supervisor(env) as supervisor:
             supervisor.step("lifeboat db upgrade", [lifeboat, "db", "upgrade"])
+            began = time.monotonic()
             cluster = demo_ceph.start(supervisor, var, os.path.join(var, "demo-images", f"{demo_ceph.IMAGE}.img"))
             source = f"127.0.0.1:{demo_ceph.free_port()}" if isinstance(cluster, demo_ceph.Cluster) else ""
             if isinstance(cluster, demo_ceph.Cluster):
-                supervisor.say(f"loopback Ceph cluster up (CEPH_CONF={cluster.conf}); acme/app-rbd is on RBD "
-                               f"({cluster.image}): try an instant restore")
+                supervisor.say(f"loopback Ceph cluster up in {time.monotonic() - began:.1f} s (CEPH_CONF="
+                               f"{cluster.conf}); acme/app-rbd is on RBD ({cluster.image}): try an instant restore")
                 settings = {"DEMO_RBD": cluster.image, "DEMO_NO_RBD": "", "INSTANT_SOURCE_URL": f"http://{source}"}
             else:
                 supervisor.say(demo_ceph.no_rbd_line(cluster))

@@ -5,8 +5,11 @@ instant restore."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 from pathlib import Path
+
+import pytest
 
 from portal import demo_ceph
 
@@ -47,6 +50,32 @@ def test_without_ceph_the_demo_runs_and_says_why_it_has_no_rbd_vm(demo_home: Pat
         assert status == 422 and "This demo has no VM on RBD" in refused["message"], refused
 
         os.kill(demo.process.pid, signal.SIGTERM)
+        assert_all_stopped(demo)
+    finally:
+        demo.kill_all()
+
+
+def test_a_cluster_that_does_not_start_costs_the_rbd_vm_not_the_demo(demo_home: Path) -> None:
+    """A ceph-osd that fails (here: a PATH whose ceph-osd exits 1): the monitor already started is stopped, the
+    demo runs on and says why."""
+    folder = demo_home / "bin-broken-osd"
+    path = path_without_ceph(folder)
+    for tool in demo_ceph.TOOLS:
+        real = shutil.which(tool)
+        if real is None:
+            pytest.skip(f"Ceph is not installed here ({tool} not found)")
+        (folder / tool).symlink_to(real)
+    (folder / "ceph-osd").unlink()
+    (folder / "ceph-osd").write_text("#!/bin/sh\necho 'ceph-osd: broken on purpose' >&2\nexit 1\n")
+    (folder / "ceph-osd").chmod(0o755)
+    demo = start_demo(demo_home / "var", free_port(), env={"PATH": path})
+    try:
+        demo.wait_until_up()
+        log = demo.tail(full=True)
+        assert "This demo has no VM on RBD, so no instant restore: the loopback Ceph cluster did not start " \
+               "(ceph-osd --mkfs exited with 1" in log, log
+        assert not any("ceph-mon" in command for command in demo.processes().values())
+        os.killpg(demo.process.pid, signal.SIGINT)
         assert_all_stopped(demo)
     finally:
         demo.kill_all()
