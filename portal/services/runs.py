@@ -133,12 +133,18 @@ def check_instant(vm: VM, target: dict[str, Any], disk: str = "") -> None:
     """
     refusal = instant_refusal(vm, disk)
     if refusal:
-        raise RestoreError(refusal)
+        raise RestoreError(_with_demo_reason(refusal))
     kind = target.get("type", "new")
     if kind not in ("new", "in_place"):
         raise RestoreError("an instant restore makes a new image, beside the original or in its place")
     if not current_app.config.get("INSTANT_SOURCE_URL"):
-        raise RestoreError(NOT_SET_UP)
+        raise RestoreError(_with_demo_reason(NOT_SET_UP))
+
+
+def _with_demo_reason(refusal: str) -> str:
+    """In a ``make run`` demo without Ceph, the refusal says why the demo has no VM on RBD."""
+    reason = current_app.config.get("DEMO_NO_RBD") if current_app.config.get("DEMO") else ""
+    return f"{refusal}. {reason}" if reason else refusal
 
 
 def files_on_one_disk(point: BackupPoint, paths: list[str], disk: str) -> tuple[str, list[str]]:

@@ -26,6 +26,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 VENV = Path(sys.executable).parents[1]
 START_TIMEOUT = 300.0  # the first start builds the demo images and backs them up
+CEPH_UP = "loopback Ceph cluster up"  # what portal.demo_run prints once the cluster runs
+CEPH_PARTS = ("ceph-mon", "ceph-osd", "lifeboat instant-source")
 
 
 def free_port() -> int:
@@ -130,10 +132,17 @@ class Demo:
                 self.redis_socket = pointer.read_text(encoding="utf-8").strip().removeprefix("unix://")
             self.seen = self.processes()
             names = " ".join(self.seen.values())
-            if all(word in names for word in ("redis-server", "lifeboat worker", "lifeboat scheduler")):
+            # With Ceph installed the demo also runs its loopback cluster and the instant-restore source.
+            parts = ("redis-server", "lifeboat worker", "lifeboat scheduler",
+                     *(CEPH_PARTS if self.has_ceph() else ()))
+            if all(word in names for word in parts):
                 return
             time.sleep(0.1)
         pytest.fail(f"the demo lacks a process: {self.seen}\n{self.tail()}")
+
+    def has_ceph(self) -> bool:
+        """Whether this demo said it started its loopback Ceph cluster."""
+        return CEPH_UP in self.tail(full=True)
 
     def wait_until_gone(self, timeout: float) -> dict[int, str]:
         """The processes seen at start (and any new one of this demo) still alive after ``timeout`` s."""
@@ -148,8 +157,9 @@ class Demo:
                 return left
             time.sleep(0.1)
 
-    def tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+    def tail(self, full: bool = False) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return text if full else text[-3000:]
 
     def kill_all(self) -> None:
         """Clean-up after a failed test: SIGKILL whatever of this demo still runs."""
@@ -161,7 +171,8 @@ class Demo:
         self.process.wait(timeout=30)
 
 
-def start_demo(var: Path, port: int, *, via_make: bool = False, sigint: str = "default") -> Demo:
+def start_demo(var: Path, port: int, *, via_make: bool = False, sigint: str = "default",
+               env: dict[str, str] | None = None) -> Demo:
     """Start ``scripts/run-demo.sh`` (or ``make run``) in a session of its own, like a terminal would."""
     disposition = signal.SIG_IGN if sigint == "ignored" else signal.SIG_DFL
 
@@ -178,7 +189,7 @@ def start_demo(var: Path, port: int, *, via_make: bool = False, sigint: str = "d
     log = var.parent / f"demo-{port}.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(  # noqa: S603 - our own script
-            argv, cwd=REPO, env=clean_env(LIFEBOAT_VAR=str(var), PORT=str(port), BIN=str(VENV / "bin")),
+            argv, cwd=REPO, env=clean_env(LIFEBOAT_VAR=str(var), PORT=str(port), BIN=str(VENV / "bin"), **(env or {})),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             preexec_fn=as_in_a_terminal,  # noqa: PLW1509 - a single-threaded moment of the test
         )

@@ -1,5 +1,6 @@
 """Issue 11, item 9: Ctrl-C (SIGINT to the process group) and SIGTERM to make stop every process ``make run``
-started: the web server, the workers, the scheduler and the embedded Redis. The bound below is generous (the
+started: the web server, the workers, the scheduler and the embedded Redis (and, where Ceph is installed, the
+loopback cluster's ceph-mon and ceph-osd and the instant-restore source). The bound below is generous (the
 workers finish a running job first); the assertion is that nothing is left, not how fast."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Demo, free_port, port_is_free, start_demo
+from .conftest import CEPH_PARTS, Demo, free_port, port_is_free, start_demo
 
 STOP_BOUND = 60.0
 
@@ -43,7 +44,8 @@ def assert_all_stopped(demo: Demo) -> None:
                          ids=["make-ctrl-c", "make-started-with-sigint-ignored", "script-started-with-sigint-ignored"])
 def test_ctrl_c_to_the_process_group_stops_everything(started: Demo) -> None:
     names = " ".join(started.seen.values())
-    for part in ("redis-server", "lifeboat redis", "lifeboat worker", "lifeboat scheduler", "flask"):
+    for part in ("redis-server", "lifeboat redis", "lifeboat worker", "lifeboat scheduler", "flask",
+                 *(CEPH_PARTS if started.has_ceph() else ())):
         assert part in names
     os.killpg(started.process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
     assert_all_stopped(started)
