@@ -6,6 +6,7 @@ destination is a folder or a RADOS pool (``store_root``). Every command runs as 
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import blake3
@@ -14,9 +15,11 @@ import zstandard
 
 from storage.backend import open_store
 from storage.backup import backup
+from storage.keys import KeyRing
 from storage.repository import Repository
 
 from .diskdata import block, delete_object, write_image
+from .test_formats import FIRST, FIXTURE, SECOND
 from .test_hostile_files import one_line
 
 SMALL = 64 * 1024
@@ -193,7 +196,18 @@ def test_refusals_are_one_line_exit_2_and_write_nothing(tmp_path: Path, root: st
     assert refused.code == 2 and "not a conversion" in one_line(refused)
 
 
-def _ring(key: Path):  # type: ignore[no-untyped-def]
-    from storage.keys import KeyRing
+def test_a_repository_an_older_lifeboat_wrote_is_converted(tmp_path: Path, key: Path, lifeboat) -> None:
+    """Version 1 manifests (one implicit disk, written before issue 14) are sealed as they are."""
+    source, dst = tmp_path / "old", str(tmp_path / "new")
+    shutil.copytree(FIXTURE / "root", source)
+    done = lifeboat("store", "copy", str(source), dst, "--encrypt", "--key-file", str(key), "--json")
+    assert done.code == 0, done.stderr
+    assert sorted(done.json["revisions_pulled"]) == [f"oldvm/{FIRST}", f"oldvm/{SECOND}"]
+    out = tmp_path / "second.img"
+    assert lifeboat("store", "restore", dst, "oldvm", SECOND, str(out), "--key-file", str(key)).code == 0
+    assert out.read_bytes() == (FIXTURE / "second.img").read_bytes()
+    assert Repository.open(dst, "oldvm", keys=_ring(key)).encrypted
 
+
+def _ring(key: Path) -> KeyRing:
     return KeyRing.from_file(str(key))
