@@ -9,6 +9,11 @@ under its shared lock (backups of the VM wait; restores go on), the destination 
 
 Trust travels with the manifest: a revision distrusted at the source arrives distrusted; one the destination
 holds distrusted is copied again once the source trusts it. Nothing at the destination is deleted.
+
+``convert`` (``store copy --encrypt``) is the other kind of copy: a plain repository into a new encrypted one.
+Its bytes cannot move as stored (every chunk gets a new, keyed name and is sealed), so it reads each block
+through the source's decode (re-hashed against its plain name) and seals it for the destination, then rewrites
+the manifests with the new names; see ``convert_repository``.
 """
 
 from __future__ import annotations
@@ -193,7 +198,7 @@ def convert_repository(source: Repository, dst_root: str, ring: KeyRing, result:
                 continue
             target.write_revision(_renamed(revision, mapping))
             result.revisions_pulled.append(f"{name}/{revision.id}")
-    return verify(dst_root, name, threads=threads, wait=wait)
+    return verify(dst_root, name, threads=threads, wait=wait, keys=ring)
 
 
 def _learn_mapping(plain: Revision, converted: Revision, mapping: dict[str, str]) -> None:

@@ -15,7 +15,8 @@ import zstandard
 
 from storage.backend import open_store
 from storage.backup import backup
-from storage.keys import KeyRing
+from storage.copy import ConvertNeedsKey, convert
+from storage.keys import KeyRing, using
 from storage.repository import Repository
 
 from .diskdata import block, delete_object, write_image
@@ -207,6 +208,20 @@ def test_a_repository_an_older_lifeboat_wrote_is_converted(tmp_path: Path, key: 
     assert lifeboat("store", "restore", dst, "oldvm", SECOND, str(out), "--key-file", str(key)).code == 0
     assert out.read_bytes() == (FIXTURE / "second.img").read_bytes()
     assert Repository.open(dst, "oldvm", keys=_ring(key)).encrypted
+
+
+Plain = tuple[str, list[str], list[dict[str, bytes]]]
+
+
+def test_the_engine_api_converts_with_the_ring_it_is_given(tmp_path: Path, key: Path, plain: Plain) -> None:
+    """No default keyring (as in a process that did not set one): the ring passed opens, seals and verifies."""
+    source, ids, _ = plain
+    unclean: list[str] = []
+    with using(None):
+        result = convert(source, str(tmp_path / "dst"), _ring(key), unclean=unclean)
+    assert result.ok and not unclean and result.revisions_pulled == [f"vm1/{i}" for i in ids]
+    with pytest.raises(ConvertNeedsKey):
+        convert(source, str(tmp_path / "dst2"), None)
 
 
 def _ring(key: Path) -> KeyRing:
