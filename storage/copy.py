@@ -157,7 +157,9 @@ def convert_repository(source: Repository, dst_root: str, ring: KeyRing, result:
     revisions already at the destination are skipped, and since the plain -> keyed mapping is deterministic
     under the name key, a chunk is re-read to learn its new name (or the mapping is taken from a converted
     manifest that lists it, position by position) but not sealed or written again when it is already there.
-    The source is only read, under its shared lock. Returns the final verify's result (verify with the key: it
+    A revision naming a chunk that cannot be read at the source (missing, damaged) is not converted (it is
+    reported incomplete, exit 1): a block that cannot be read has no keyed name. The source is only read, under
+    its shared lock. Returns the final verify's result (verify with the key: it
     marks the clean revisions verified, as any verify does).
     """
     name = source.vm
@@ -242,11 +244,12 @@ def _convert_chunks(source: Repository, target: Repository, chunks: list[str], m
             else:
                 result.chunks_present += 1
 
+    pool = ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="convert")
     try:
-        with ThreadPoolExecutor(max_workers=max(1, threads), thread_name_prefix="convert") as pool:
-            for future in [pool.submit(one, c) for c in chunks]:
-                future.result()
+        for future in [pool.submit(one, c) for c in chunks]:
+            future.result()  # a local error (disk full): stop the conversion
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # Ctrl-C or an error: queued chunks never start
         writer.close()
     target.sync_chunk_folders({mapping[c][:2] for c in chunks if c in mapping})
     return failed

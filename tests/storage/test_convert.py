@@ -19,7 +19,7 @@ from storage.copy import ConvertNeedsKey, convert
 from storage.keys import KeyRing, using
 from storage.repository import Repository
 
-from .diskdata import block, delete_object, write_image
+from .diskdata import block, delete_object, flip_object_bit, write_image
 from .test_formats import FIRST, FIXTURE, SECOND
 from .test_hostile_files import one_line
 
@@ -211,6 +211,19 @@ def test_a_repository_an_older_lifeboat_wrote_is_converted(tmp_path: Path, key: 
 
 
 Plain = tuple[str, list[str], list[dict[str, bytes]]]
+
+
+def test_damage_at_the_source_is_not_converted(tmp_path: Path, key: Path, plain: Plain, lifeboat) -> None:
+    source, ids, _ = plain
+    repo = Repository.open(source, "vm1")
+    damaged = next(c for c in repo.load_revision(ids[1]).all_chunks()
+                   if c not in set(repo.load_revision(ids[0]).all_chunks()))
+    flip_object_bit(source, repo.chunk_key(damaged))
+    dst = str(tmp_path / "dst")
+    done = lifeboat("store", "copy", source, dst, "--encrypt", "--key-file", str(key), "--json")
+    assert done.code == 1 and damaged in done.json["chunks_failed"]
+    assert done.json["revisions_incomplete"] == [f"vm1/{ids[1]}"] and done.json["revisions_pulled"] == [f"vm1/{ids[0]}"]
+    assert [r.id for r in Repository.open(dst, "vm1", keys=_ring(key)).revisions()] == [ids[0]]
 
 
 def test_the_engine_api_converts_with_the_ring_it_is_given(tmp_path: Path, key: Path, plain: Plain) -> None:
