@@ -28,7 +28,7 @@ from .backup import backup as run_backup
 from .errors import StorageError, TargetExists
 from .fsutil import temp_name
 from .hooks import DEFAULT_TIMEOUT, Hooks
-from .keys import KEY_FILE_ENV, KeyFile, KeyRing, set_default_keyring
+from .keys import KEY_FILE_ENV, KeyFile, KeyRing, default_keyring, set_default_keyring
 from .manifest import ROOT_DISK
 from .repository import Repository, has_repository, list_vms, stored_limit
 from .restore import restore as run_restore
@@ -588,30 +588,50 @@ def pull_command(url: str, token: str, vms: tuple[str, ...], root: str, threads:
 @click.argument("src_root")
 @click.argument("dst_root")
 @click.option("--vm", "vms", multiple=True, help="Only this VM (repeatable; default: every repository of SRC_ROOT).")
+@click.option("--encrypt", is_flag=True,
+              help="Convert plain repositories into new encrypted ones, keys wrapped by --key-file's key: every "
+                   "chunk re-read, renamed and sealed, every manifest rewritten, the result verified.")
 @fetch_threads_option
 @wait_option
 @json_option
 @reports_errors
-def copy_command(src_root: str, dst_root: str, vms: tuple[str, ...], threads: int, wait: float | None,
-                 as_json: bool) -> None:
+def copy_command(src_root: str, dst_root: str, vms: tuple[str, ...], encrypt: bool, threads: int,
+                 wait: float | None, as_json: bool) -> None:
     """Copy repositories from SRC_ROOT to DST_ROOT (a folder or rados:POOL[/NAMESPACE] each).
 
     Every chunk is re-hashed before it is written and manifests come last; run the same command again to
-    continue an interrupted copy. Exit 0 done, 1 when some revisions could not be copied whole.
+    continue an interrupted copy. Without --encrypt the bytes move as stored (ciphertext too, no key needed);
+    with it, plain repositories become encrypted ones. Exit 0 done, 1 when some revisions could not be copied
+    whole (or the converted repository does not verify clean).
     """
+    from .copy import convert as run_convert
     from .copy import copy as run_copy
 
-    result = run_copy(src_root, dst_root, vms=list(vms) or None, threads=threads,
-                      wait=0.0 if wait is None else wait)
-    human = (f"copied {len(result.revisions_pulled)} revisions of {len(result.repositories)} repositories: "
-             f"{result.chunks_fetched} chunks ({result.bytes_fetched} bytes), {result.chunks_present} already "
-             f"there, in {result.seconds} s")
-    emit(as_json, result.as_dict(), human)
+    verified: list[str] = []
+    if encrypt:
+        result = run_convert(src_root, dst_root, default_keyring(), vms=list(vms) or None, threads=threads,
+                             wait=0.0 if wait is None else wait, unclean=verified)
+    else:
+        result = run_copy(src_root, dst_root, vms=list(vms) or None, threads=threads,
+                          wait=0.0 if wait is None else wait)
+    human = (f"{'converted' if encrypt else 'copied'} {len(result.revisions_pulled)} revisions of "
+             f"{len(result.repositories)} repositories: {result.chunks_fetched} chunks ({result.bytes_fetched} "
+             f"bytes), {result.chunks_present} already there, in {result.seconds} s")
+    document = result.as_dict()
+    if encrypt:
+        document["verify_damaged"] = verified
+        document["ok"] = result.ok and not verified
+        human += "; verified clean with the key" if not verified else ""
+    emit(as_json, document, human)
     if not result.ok:
         for chunk, reason in sorted(result.chunks_failed.items())[:5]:
             click.echo(f"lifeboat: chunk {chunk}: {reason}", err=True)
         fail(f"{len(result.chunks_failed)} chunks could not be copied; revisions not written: "
              f"{', '.join(result.revisions_incomplete)}", 1)
+    if verified:
+        fail(f"the converted repositories do not verify clean: {', '.join(verified)}; "
+             "run `lifeboat store verify` on them with the key", 1)
+
 # -- keys ------------------------------------------------------------------------------------------------
 
 @contextmanager

@@ -219,6 +219,8 @@ class _AioSink:
     def write(self, key: str, data: bytes) -> None:
         if self._error is not None:
             raise self._error
+        if not isinstance(data, bytes):  # a sealed chunk is a bytearray (crypto.seal_chunk); librados wants bytes
+            data = bytes(data)
         completion = self._store.call(lambda: self._store.chunks.aio_write_full(key, data))
         with self._lock:
             self._pending.append((completion, key, data))  # data referenced until written
@@ -347,6 +349,8 @@ class RadosStore:
 
     def put(self, key: str, data: bytes, *, exclusive: bool = False, mode: int = 0o644, sync: bool = True,
             durable: bool = True) -> bool:
+        if not isinstance(data, bytes):  # a sealed chunk is a bytearray (crypto.seal_chunk); librados wants bytes
+            data = bytes(data)
         ioctx = self._ioctx(key)
         if not _is_chunk(key):
             self._index_add(key)

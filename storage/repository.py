@@ -220,8 +220,20 @@ class Repository:
         return cls._create(root, vm, zstd_level, chunk_size, store, ring)
 
     @classmethod
+    def create_converted(cls, root: str, vm: str, source_config: dict[str, Any], ring: KeyRing) -> Repository:
+        """A new encrypted repository for the conversion of a plain one (``storage.copy.convert``): the source's
+        chunk size and zstd level, keys wrapped by ``ring.current``, and ``converted_from`` naming the source (its
+        VM and creation time) so a rerun knows the destination for its own and refuses any other."""
+        store = open_store(root)
+        if store.holds_foreign(vm):
+            raise NotARepository(root, vm)
+        origin = {"vm": source_config.get("vm"), "created": source_config.get("created")}
+        return cls._create(root, vm, int(source_config.get("zstd_level", DEFAULT_ZSTD_LEVEL)),
+                           int(source_config["chunk_size"]), store, ring, extra={"converted_from": origin})
+
+    @classmethod
     def _create(cls, root: str, vm: str, zstd_level: int, chunk_size: int, store: Backend,
-                ring: KeyRing | None) -> Repository:
+                ring: KeyRing | None, *, extra: dict[str, Any] | None = None) -> Repository:
         store.prepare([vm])
         created = clock.isoformat(clock.now())
         config: dict[str, Any] = {
@@ -233,6 +245,7 @@ class Repository:
             "compression": "zstd",
             "zstd_level": zstd_level,
             "created": created,
+            **(extra or {}),
         }
         if ring is not None and ring.current is not None:
             config.update(version=ENCRYPTED_VERSION, hash=KEYED_HASH_NAME,

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import clock
 from .backup import default_threads
+from .keys import KeyRing
 from .manifest import DISTRUSTED, VERIFIED, Range, Revision
 from .repository import ChunkDamaged, Repository
 
@@ -54,16 +55,17 @@ class VerifyResult:
 
 def verify(
     root: str, vm: str, revision_id: str | None = None, *, threads: int | None = None, wait: float | None = None,
-    without_key: bool = False,
+    without_key: bool = False, keys: KeyRing | None = None,
 ) -> VerifyResult:
     """Verify one revision (or ``latest``), or every revision of the VM when ``revision_id`` is None.
 
     ``without_key`` (an encrypted repository at a site without its key): each chunk's outer hash is checked
     instead of its content, and missing chunks are found from the names the manifests show outside. With the
     key (or plain) chunks are opened, decompressed and re-hashed, and a sealed one's outer hash checked too.
+    ``keys`` open an encrypted repository (default: ``keys.default_keyring()``).
     """
     started = time.monotonic()
-    repo = Repository.open(root, vm, keyless=without_key)
+    repo = Repository.open(root, vm, keyless=without_key, keys=keys)
     result = VerifyResult(contents_checked=repo.can_read)
     with repo.lock(exclusive=False, wait=wait, purpose="verify"):
         revisions = [repo.resolve(revision_id)] if revision_id else repo.revisions()
