@@ -56,6 +56,7 @@ MAX_IN_FLIGHT = 32  # chunk puts queued at once (128 MiB of 4 MiB chunks)
 PUT_THREADS = 8
 POLL_SECONDS = 0.2
 MAX_LOCK_BYTES = 1 << 20
+LIST_PAGE = 1000  # keys per ListObjectsV2 page (S3's maximum)
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
@@ -388,7 +389,7 @@ class S3Store:
     def _pages(self, prefix: str, delimiter: str | None) -> Iterator[dict[str, Any]]:
         paginator = self.client.get_paginator("list_objects_v2")
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._name(prefix), "PaginationConfig": {
-            "PageSize": 1000}}
+            "PageSize": LIST_PAGE}}
         if delimiter:
             arguments["Delimiter"] = delimiter
         pages = iter(paginator.paginate(**arguments))
