@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,29 @@ def test_put_if_absent_and_compare_and_swap_are_honoured_by_the_endpoint(root: s
     assert store.put_conditional("vm1/x", b"swapped", etag) is True
     assert store.put_conditional("vm1/x", b"stale", etag) is False  # the ETag changed: If-Match refused it
     assert store.get("vm1/x", 100) == b"swapped"
+
+
+def test_of_racing_conditional_puts_exactly_one_wins(root: str) -> None:
+    """What the lock rests on: the endpoint's check and write are one step, not a read then a write."""
+    store = s3_store.open_s3(root)
+    for attempt in range(5):
+        key = f"race/{attempt}"
+
+        def create(n: int, key: str = key) -> bool:
+            return store.put(key, b"%d" % n, exclusive=True)
+
+        with ThreadPoolExecutor(8) as pool:
+            created = list(pool.map(create, range(8)))
+        assert created.count(True) == 1
+        _, etag = store.get_tagged(key, 100)
+
+        def swap(n: int, key: str = key, etag: str = etag) -> bool:
+            return store.put_conditional(key, b"s%d" % n, etag)
+
+        with ThreadPoolExecutor(8) as pool:
+            swapped = list(pool.map(swap, range(8)))
+        assert swapped.count(True) == 1
+        assert store.get(key, 100) == b"s%d" % swapped.index(True)
 
 
 def test_listing_pages_through_every_key(root: str, monkeypatch: pytest.MonkeyPatch) -> None:
