@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from storage.backend import is_rados_root, open_store
+from storage.backend import is_object_root, open_store
 from storage.errors import StorageError
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
@@ -100,7 +100,7 @@ def probe_redis(config: Any) -> str | None:
 
 def probe_storage(config: Any) -> str | None:
     root = str(config.get("STORAGE_ROOT") or "")
-    if is_rados_root(root):
+    if is_object_root(root):
         try:
             open_store(root)
         except StorageError as exc:
@@ -224,6 +224,8 @@ def check_storage(config: Any, limits: Thresholds) -> Result:
     if error:
         return Result("storage", CRITICAL, error)
     usage = open_store(str(config["STORAGE_ROOT"])).usage()
+    if not usage.total:  # an S3 bucket reports no capacity
+        return Result("storage", OK, "the storage root reports no capacity (an S3 bucket)")
     free = 100.0 * usage.free / usage.total if usage.total else 0.0
     perf = [f"storage_free={free:.1f}%;{limits.storage_warning:g}:;{limits.storage_critical:g}:;0;100",
             f"storage_free_bytes={usage.free}B;;;0;{usage.total}"]

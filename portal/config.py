@@ -10,7 +10,7 @@ import copy
 import os
 from typing import Any
 
-from storage.backend import is_rados_root
+from storage.backend import is_object_root
 
 from . import instance
 
@@ -143,6 +143,6 @@ def require_secret(app_config: dict[str, Any]) -> None:
 
 def var_folder(config: Any) -> str:
     """The local folder beside the repositories (embedded Redis pointer, restores, demo images): the storage root's
-    parent for a folder root; for a ``rados:`` root (no parent folder) ``LIFEBOAT_VAR``."""
+    parent for a folder root; for a ``rados:`` or ``s3://`` root (no parent folder) ``LIFEBOAT_VAR``."""
     root = str(config["STORAGE_ROOT"])
-    return VAR if is_rados_root(root) else os.path.dirname(root)
+    return VAR if is_object_root(root) else os.path.dirname(root)

@@ -36,10 +36,10 @@ from typing import IO, Protocol
 from .durable import BatchWriter, ChunkWriter
 from .fsutil import fsync_dir, is_temp_name, open_regular, read_regular, temp_name, write_file_atomic
 from .locks import flocked
-from .store_base import RADOS_PREFIX, BadRoot, LockLost, ObjectInfo, StoreUnavailable, Usage, not_found
+from .store_base import RADOS_PREFIX, S3_PREFIX, BadRoot, LockLost, ObjectInfo, StoreUnavailable, Usage, not_found
 
-__all__ = ["RADOS_PREFIX", "Backend", "BadRoot", "LocalStore", "LockLost", "ObjectInfo", "StoreUnavailable", "Usage",
-           "is_rados_root", "not_found", "open_store"]
+__all__ = ["RADOS_PREFIX", "S3_PREFIX", "Backend", "BadRoot", "LocalStore", "LockLost", "ObjectInfo",
+           "StoreUnavailable", "Usage", "is_object_root", "is_rados_root", "is_s3_root", "not_found", "open_store"]
 
 class LockHandle(Protocol):
     def check(self) -> None:
@@ -55,9 +55,9 @@ class ChunkSink(Protocol):
 class Backend(Protocol):
     """See the module docstring for the contract."""
 
-    #: the root as the user names it (a folder, or ``rados:POOL[/NAMESPACE]``)
+    #: the root as the user names it (a folder, ``rados:POOL[/NAMESPACE]`` or ``s3://BUCKET[/PREFIX]``)
     root: str
-    #: "local" or "rados"
+    #: "local", "rados" or "s3"
     kind: str
     #: threads worth running when each operation waits for the network (0: one per core is right)
     io_threads: int
@@ -247,12 +247,26 @@ def is_rados_root(root: str) -> bool:
     return root.startswith(RADOS_PREFIX)
 
 
+def is_s3_root(root: str) -> bool:
+    return root.startswith(S3_PREFIX)
+
+
+def is_object_root(root: str) -> bool:
+    """A root in an object store (RADOS or S3): no folder to create, nothing on this host's disks."""
+    return is_rados_root(root) or is_s3_root(root)
+
+
 def open_store(root: str) -> Backend:
-    """The backend of a root: ``rados:POOL[/NAMESPACE]`` or a folder. Bad roots raise a one-line StorageError."""
+    """The backend of a root: ``rados:POOL[/NAMESPACE]``, ``s3://BUCKET[/PREFIX]`` or a folder. Bad roots raise a
+    one-line StorageError."""
     if is_rados_root(root):
         from .rados_store import open_rados  # librados only when asked for
 
         return open_rados(root)
+    if is_s3_root(root):
+        from .s3_store import open_s3  # boto3 only when asked for
+
+        return open_s3(root)
     if not root:
         raise BadRoot(root, "empty")
     return LocalStore(root)

@@ -597,7 +597,7 @@ def pull_command(url: str, token: str, vms: tuple[str, ...], root: str, threads:
 @reports_errors
 def copy_command(src_root: str, dst_root: str, vms: tuple[str, ...], encrypt: bool, threads: int,
                  wait: float | None, as_json: bool) -> None:
-    """Copy repositories from SRC_ROOT to DST_ROOT (a folder or rados:POOL[/NAMESPACE] each).
+    """Copy repositories from SRC_ROOT to DST_ROOT (a folder, rados:POOL[/NAMESPACE] or s3://BUCKET[/PREFIX] each).
 
     Every chunk is re-hashed before it is written and manifests come last; run the same command again to
     continue an interrupted copy. Without --encrypt the bytes move as stored (ciphertext too, no key needed);

@@ -38,7 +38,7 @@ from urllib.parse import quote, urlsplit
 import requests
 import urllib3
 
-from .backend import is_rados_root, open_store
+from .backend import is_object_root, open_store
 from .durable import BatchWriter  # noqa: F401 - re-exported (it lived here)
 from .errors import NotARepository, StorageError
 from .manifest import DISTRUSTED, MAX_MANIFEST_BYTES, Revision
@@ -457,7 +457,7 @@ def pull(
         remote = chosen
     for repository in remote:
         check_name("repository", repository.repository)
-    if not is_rados_root(root):
+    if not is_object_root(root):
         os.makedirs(root, exist_ok=True)
     for repository in remote:
         pull_repository(root, client, repository.repository, result, threads=threads, progress=progress, wait=wait)

@@ -587,7 +587,7 @@ def list_vms(root: str) -> list[str]:
     if not store.is_root():
         return []
     suffix = "/" + CONFIG_FILE
-    if store.kind == "local":
+    if store.kind in ("local", "s3"):  # folders listed natively: no walk over every chunk
         return sorted(key for key in store.list("", recursive=False) if store.is_file(key + suffix))
     return sorted({key[: -len(suffix)] for key in store.list("") if key.endswith(suffix) and key.count("/") == 1})
 

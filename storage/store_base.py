@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .errors import StorageError
 
 RADOS_PREFIX = "rados:"
+S3_PREFIX = "s3://"
 
 
 class StoreUnavailable(StorageError):

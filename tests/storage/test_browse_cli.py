@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.backend import is_rados_root
+from storage.backend import is_object_root
 from storage.browse import open_revision_disk
 from storage.copy import copy as copy_root
 from storage.files import open_disk
@@ -19,10 +19,11 @@ from .. import images
 from .diskdata import flip_object_bit
 
 
-@pytest.fixture(scope="module", params=["local", pytest.param("rados", marks=pytest.mark.ceph)])
+@pytest.fixture(scope="module", params=["local", pytest.param("rados", marks=pytest.mark.ceph),
+                                        pytest.param("s3", marks=pytest.mark.ceph)])
 def backed_up(request: pytest.FixtureRequest,
               tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[images.TreeFile]]:
-    """One backup of a GPT + ext4 image, in a folder and in a RADOS pool (tests/fixtures/store.py)."""
+    """One backup of a GPT + ext4 image, in a folder, a RADOS pool and an S3 bucket (tests/fixtures/store.py)."""
     if not images.have("sfdisk", "mkfs.ext4"):
         pytest.skip("sfdisk and mkfs.ext4 are needed (Debian packages fdisk, e2fsprogs)")
     work = tmp_path_factory.mktemp("browse")
@@ -34,6 +35,10 @@ def backed_up(request: pytest.FixtureRequest,
     if request.param == "rados":
         cluster = request.getfixturevalue("backup_cluster")
         root = f"rados:{cluster.pool}/browse-{uuid.uuid4().hex[:8]}"
+    if request.param == "s3":
+        request.getfixturevalue("backup_cluster")
+        request.getfixturevalue("s3_endpoint")
+        root = f"s3://backups/browse-{uuid.uuid4().hex[:8]}"
     from storage.backup import backup
 
     backup(root, "vm1", f"file:{image}")
@@ -42,7 +47,8 @@ def backed_up(request: pytest.FixtureRequest,
 
 def scratch_copy(root: str, tmp_path: Path) -> str:
     """A copy of the root of the same backend, to damage (``lifeboat store copy``'s engine)."""
-    target = f"{root.split('/')[0]}/scratch-{uuid.uuid4().hex[:8]}" if is_rados_root(root) else str(tmp_path / "root")
+    name = f"scratch-{uuid.uuid4().hex[:8]}"
+    target = f"{root.rsplit('/', 1)[0]}/{name}" if is_object_root(root) else str(tmp_path / "root")
     copy_root(root, target)
     return target
 

@@ -105,3 +105,18 @@ def test_an_encrypted_repository_is_copied_as_ciphertext_without_its_key(tmp_pat
     restored = lifeboat("store", "restore", root, "vm1", "latest", str(out), "--key-file", str(key))
     assert restored.code == 0, restored.stderr
     assert out.read_bytes() == data
+
+
+def test_an_encrypted_backup_goes_into_every_backend(tmp_path: Path, root: str, lifeboat) -> None:
+    """Sealed chunks are built in a bytearray; every backend stores them (RADOS once refused anything but bytes)."""
+    key = tmp_path / "acme.key"
+    assert lifeboat("keys", "create", str(key)).code == 0
+    image = tmp_path / "disk.img"
+    data = write_image(image, [block("random", 4), block("text", 5), block("zero")])
+    made = lifeboat("store", "backup", root, "vm1", f"file:{image}", "--key-file", str(key))
+    assert made.code == 0, made.stderr
+    assert lifeboat("store", "verify", root, "vm1", "--without-key").code == 0
+    out = tmp_path / "out.img"
+    restored = lifeboat("store", "restore", root, "vm1", "latest", str(out), "--key-file", str(key))
+    assert restored.code == 0, restored.stderr
+    assert out.read_bytes() == data

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from storage.backend import is_rados_root
+from storage.backend import is_object_root
 from storage.backup import backup
 from storage.repository import Repository
 from storage.restore import restore
@@ -116,8 +116,8 @@ def test_manifest_is_self_describing_and_listing_needs_only_files(tmp_path: Path
 
 
 def test_a_copied_repository_works(tmp_path: Path, root: str, lifeboat) -> None:
-    if is_rados_root(root):
-        pytest.skip("a folder's property (rsync); RADOS repositories move with `lifeboat store copy`")
+    if is_object_root(root):
+        pytest.skip("a folder's property (rsync); object-store repositories move with `lifeboat store copy`")
     expected, _ = roundtrip(tmp_path, root, [block("random", 1), block("text", 2)])
     copy = tmp_path / "elsewhere"
     if shutil.which("rsync"):
