@@ -38,20 +38,30 @@ def tree(path: Path) -> dict[str, bytes]:
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture
-def key(tmp_path: Path) -> Path:
-    path = tmp_path / "acme.key"
+@pytest.fixture(scope="module")
+def made_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two key files made once per module by the real ``lifeboat keys create`` (a process start each, which
+    is what these tests' time went to); every test gets its own copies, which it may rotate or rewrite."""
+    folder = tmp_path_factory.mktemp("keys")
+    path = folder / "acme.key"
     made = run("keys", "create", str(path), "--organisation", "acme", "--json")
     assert made.code == 0, made.stderr
+    assert path.stat().st_mode & 0o777 == 0o600
+    other = folder / "other.key"
+    assert run("keys", "create", str(other)).code == 0
+    return path, other
+
+
+@pytest.fixture
+def key(tmp_path: Path, made_keys: tuple[Path, Path]) -> Path:
+    path = Path(shutil.copy(made_keys[0], tmp_path / "acme.key"))
     assert path.stat().st_mode & 0o777 == 0o600
     return path
 
 
 @pytest.fixture
-def other_key(tmp_path: Path) -> Path:
-    path = tmp_path / "other.key"
-    assert run("keys", "create", str(path)).code == 0
-    return path
+def other_key(tmp_path: Path, made_keys: tuple[Path, Path]) -> Path:
+    return Path(shutil.copy(made_keys[1], tmp_path / "other.key"))
 
 
 def blocks() -> list[bytes]:
