@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 5000
+# Python may write its bytecode caches (and pytest its assertion-rewritten modules) even where the environment
+# says not to: without them every run recompiles the suite in each xdist worker and every `lifeboat` process the
+# tests start recompiles the engine (~4 s of CPU per pytest process, ~40 ms per CLI start).
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install sysdeps test test-fast lint bench run clean
 

@@ -21,6 +21,8 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.serving import QUICK_STOP
+
 SMTP_USER, SMTP_PASSWORD = "lifeboat", "mail password"
 HOOK_SECRET = "receiver-shared-secret-0123456789"
 
@@ -155,7 +157,7 @@ class Receiver:
 def receiver() -> Iterator[Receiver]:
     receiver = Receiver(HOOK_SECRET)
     server = make_server("127.0.0.1", 0, receiver, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs=QUICK_STOP, daemon=True)
     thread.start()
     receiver.url = f"http://127.0.0.1:{server.server_port}/hook"
     try:

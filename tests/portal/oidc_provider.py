@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from tests.serving import QUICK_STOP
+
 
 @functools.cache
 def _rsa_key(name: str) -> rsa.RSAPrivateKey:
@@ -82,7 +84,8 @@ class OpenIDProvider:
     def start(self) -> OpenIDProvider:
         self._server = make_server("127.0.0.1", 0, self.wsgi_app, threaded=True, request_handler=_QuietHandler)
         self.issuer = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="oidc-provider", daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs=QUICK_STOP, name="oidc-provider",
+                                        daemon=True)
         self._thread.start()
         return self
 

@@ -125,6 +125,7 @@ def test_every_disk_added_or_changed_is_audited_with_before_and_after(tenants) -
     assert AuditEntry.query.filter_by(action="inventory.disk_change").count() == 1  # nothing changed: no row
 
 
+@pytest.mark.slow
 def test_the_cli_refuses_another_tenants_image_with_exit_2(app, tenants, tmp_path: Path, database_url: str) -> None:
     path = tmp_path / "feed.json"
     path.write_text(json.dumps(feed("acme", {"web": ["rbd:pool-globex/img-7"]})))

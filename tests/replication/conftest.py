@@ -22,6 +22,7 @@ from portal.services.catalog import rebuild
 from portal.services.tokens import create_token
 from storage.backup import backup
 from tests.fixtures.portal import _empty_tables, make_org, make_tier, make_user, make_vm
+from tests.serving import QUICK_STOP
 from tests.storage.diskdata import block, write_image
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Any]
@@ -50,7 +51,7 @@ class Server:
         self.middleware: Callable[[WSGIApp], WSGIApp] | None = None
         self._server: BaseWSGIServer = make_server("127.0.0.1", 0, self._dispatch, threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs=QUICK_STOP, daemon=True)
         self._thread.start()
 
     def _dispatch(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:

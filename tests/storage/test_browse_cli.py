@@ -53,6 +53,7 @@ def scratch_copy(root: str, tmp_path: Path) -> str:
     return target
 
 
+@pytest.mark.slow
 def test_ls_shows_partitions_and_entries(backed_up, lifeboat) -> None:
     root, _ = backed_up
     top = lifeboat("store", "ls", str(root), "vm1", "latest", "--json")
@@ -66,6 +67,7 @@ def test_ls_shows_partitions_and_entries(backed_up, lifeboat) -> None:
     assert link.json["entries"][0]["target"] == "README.txt"
 
 
+@pytest.mark.slow
 def test_get_a_file_and_a_directory_as_tar(backed_up, lifeboat, tmp_path: Path) -> None:
     root, files = backed_up
     big = next(f for f in files if f.path == "data/big.bin")
@@ -117,6 +119,7 @@ def damage_chunk_where(root: str, wanted) -> tuple[int, list[tuple[str, list[tup
     raise AssertionError("no chunk matched")
 
 
+@pytest.mark.slow
 def test_a_file_on_a_damaged_chunk_is_refused_with_its_ranges(backed_up, lifeboat, tmp_path: Path) -> None:
     root, files = backed_up
     copy = scratch_copy(root, tmp_path)

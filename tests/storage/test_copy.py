@@ -32,6 +32,7 @@ def two_vms(tmp_path: Path) -> tuple[str, dict[str, bytes]]:
     return source, images
 
 
+@pytest.mark.slow
 def test_copy_there_and_back_restores_the_same_bytes(tmp_path: Path, root: str, lifeboat) -> None:
     source, images = two_vms(tmp_path)
     done = lifeboat("store", "copy", source, root, "--json")
@@ -48,6 +49,7 @@ def test_copy_there_and_back_restores_the_same_bytes(tmp_path: Path, root: str, 
     assert Repository.open(back, "vm2").revisions()[0].id == Repository.open(source, "vm2").revisions()[0].id
 
 
+@pytest.mark.slow
 def test_a_rerun_copies_only_what_is_missing(tmp_path: Path, root: str, lifeboat) -> None:
     source, _ = two_vms(tmp_path)
     assert lifeboat("store", "copy", source, root, "--vm", "vm1").code == 0
@@ -84,6 +86,7 @@ def test_bad_roots_are_one_line_and_exit_2(tmp_path: Path, root: str, lifeboat) 
         assert done.code == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
 
 
+@pytest.mark.slow
 def test_an_encrypted_repository_is_copied_as_ciphertext_without_its_key(tmp_path: Path, root: str,
                                                                           lifeboat) -> None:
     """Copying needs no key (the bytes are moved as stored, each checked by its outer hash); the copy verifies

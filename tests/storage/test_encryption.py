@@ -38,20 +38,30 @@ def tree(path: Path) -> dict[str, bytes]:
     return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
 
 
-@pytest.fixture
-def key(tmp_path: Path) -> Path:
-    path = tmp_path / "acme.key"
+@pytest.fixture(scope="module")
+def made_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two key files made once per module by the real ``lifeboat keys create`` (a process start each, which
+    is what these tests' time went to); every test gets its own copies, which it may rotate or rewrite."""
+    folder = tmp_path_factory.mktemp("keys")
+    path = folder / "acme.key"
     made = run("keys", "create", str(path), "--organisation", "acme", "--json")
     assert made.code == 0, made.stderr
+    assert path.stat().st_mode & 0o777 == 0o600
+    other = folder / "other.key"
+    assert run("keys", "create", str(other)).code == 0
+    return path, other
+
+
+@pytest.fixture
+def key(tmp_path: Path, made_keys: tuple[Path, Path]) -> Path:
+    path = Path(shutil.copy(made_keys[0], tmp_path / "acme.key"))
     assert path.stat().st_mode & 0o777 == 0o600
     return path
 
 
 @pytest.fixture
-def other_key(tmp_path: Path) -> Path:
-    path = tmp_path / "other.key"
-    assert run("keys", "create", str(path)).code == 0
-    return path
+def other_key(tmp_path: Path, made_keys: tuple[Path, Path]) -> Path:
+    return Path(shutil.copy(made_keys[1], tmp_path / "other.key"))
 
 
 def blocks() -> list[bytes]:
@@ -124,10 +134,12 @@ def test_it_restores_byte_for_byte_and_an_incremental_reuses_chunks(tmp_path: Pa
 
 
 @pytest.mark.parametrize("command", [
-    ["list", "{root}", "vm1"], ["restore", "{root}", "vm1", "latest", "{out}"], ["verify", "{root}", "vm1"],
-    ["forget", "{root}", "vm1", "latest"], ["gc", "{root}", "vm1"], ["protect", "{root}", "vm1", "latest"],
-    ["backup", "{root}", "vm1", "file:{image}"], ["serve", "{root}", "vm1", "latest"],
-    ["ls", "{root}", "vm1", "latest"],
+    ["list", "{root}", "vm1"],  # the fast tier: one command; the whole suite: every command (two processes each)
+    *(pytest.param(command, marks=pytest.mark.slow) for command in (
+        ["restore", "{root}", "vm1", "latest", "{out}"], ["verify", "{root}", "vm1"],
+        ["forget", "{root}", "vm1", "latest"], ["gc", "{root}", "vm1"], ["protect", "{root}", "vm1", "latest"],
+        ["backup", "{root}", "vm1", "file:{image}"], ["serve", "{root}", "vm1", "latest"],
+        ["ls", "{root}", "vm1", "latest"])),
 ])
 def test_without_the_key_or_with_a_wrong_one_it_is_one_line_exit_2_and_nothing_written(
         tmp_path: Path, root: Path, encrypted: tuple[Path, bytes, str], other_key: Path, key: Path,
@@ -143,6 +155,7 @@ def test_without_the_key_or_with_a_wrong_one_it_is_one_line_exit_2_and_nothing_w
     assert tree(root) == before and not out.exists()
 
 
+@pytest.mark.slow
 def test_a_changed_key_with_the_same_id_and_a_bad_key_file_are_refused(tmp_path: Path, root: Path, key: Path,
                                                                        encrypted: tuple[Path, bytes, str]) -> None:
     doc = json.loads(key.read_text())
@@ -159,6 +172,7 @@ def test_a_changed_key_with_the_same_id_and_a_bad_key_file_are_refused(tmp_path:
     assert nowhere.code == 2 and "key file" in one_line(nowhere)
 
 
+@pytest.mark.slow
 def test_a_flipped_bit_is_found_with_and_without_the_key(tmp_path: Path, root: Path, key: Path,
                                                          encrypted: tuple[Path, bytes, str]) -> None:
     _, data, revision = encrypted
@@ -208,6 +222,7 @@ def test_a_manifest_cannot_be_moved_or_its_outside_changed(root: Path, key: Path
     assert "does not decrypt" in listed.json["unreadable"][revision]
 
 
+@pytest.mark.slow
 def test_rotation_keeps_old_points_and_rewrap_touches_no_chunk(tmp_path: Path, root: Path, key: Path,
                                                                  encrypted: tuple[Path, bytes, str]) -> None:
     image, data, first = encrypted
@@ -269,6 +284,7 @@ def test_plain_repositories_are_written_exactly_as_before(tmp_path: Path, root: 
     assert zstandard.ZstdDecompressor().decompress(stored.read_bytes()) == data
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not images.have("sfdisk", "mkfs.ext4", "qemu-img", "nbdkit"),
                     reason="needs sfdisk, mkfs.ext4, qemu-utils and nbdkit (make sysdeps)")
 def test_files_and_serving_work_on_an_encrypted_repository(tmp_path: Path, root: Path, key: Path) -> None:

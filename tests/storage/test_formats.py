@@ -69,6 +69,7 @@ def test_an_old_repository_lists_verifies_and_restores(tmp_path: Path, old_root:
     assert doc["version"] == 1 and doc["trust"] == "verified" and "disks" not in doc
 
 
+@pytest.mark.slow
 def test_an_old_repository_receives_new_backups_that_dedup_against_it(tmp_path: Path, old_root: Path) -> None:
     image = tmp_path / "disk.img"
     data = bytearray((FIXTURE / "second.img").read_bytes())

@@ -183,6 +183,7 @@ def test_a_repository_description_that_is_not_a_small_regular_file_is_refused(ro
 
 # -- 4. one unreadable manifest does not block the VM; missing folders are recreated -----------------------------
 
+@pytest.mark.slow
 def test_an_unreadable_manifest_blocks_neither_list_nor_backup_nor_forget(tmp_path: Path, root: Path, repo) -> None:
     image, (first, second) = repo
     manifest_path(root, first).write_text("{ not json")
@@ -236,6 +237,7 @@ def test_a_missing_chunk_folder_is_recreated_by_the_next_backup(tmp_path: Path, 
     assert out.read_bytes() == data
 
 
+@pytest.mark.slow
 def test_missing_revisions_and_chunks_folders_are_recreated(tmp_path: Path, root: Path) -> None:
     image = tmp_path / "disk.img"
     write_image(image, [block("text", 1)])

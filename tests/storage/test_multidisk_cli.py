@@ -48,6 +48,7 @@ def two_points(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return {"root": root, "work": work, "points": points, "expected": expected}
 
 
+@pytest.mark.slow
 def test_both_disks_of_both_points_restore_byte_for_byte(two_points, tmp_path: Path) -> None:
     root, points, expected = two_points["root"], two_points["points"], two_points["expected"]
     assert [d["name"] for d in points[1]["disks"]] == ["root", "data"]
@@ -70,6 +71,7 @@ def test_restore_without_disk_asks_which_in_one_line(two_points, tmp_path: Path)
     assert unknown.code == 2 and "no disk 'swap'" in one_line(unknown)
 
 
+@pytest.mark.slow
 def test_ls_and_get_read_the_named_disk(two_points, tmp_path: Path) -> None:
     root = str(two_points["root"])
     first = two_points["points"][0]["revision"]
@@ -85,6 +87,7 @@ def test_ls_and_get_read_the_named_disk(two_points, tmp_path: Path) -> None:
     assert ambiguous.code == 2 and "--disk" in one_line(ambiguous)
 
 
+@pytest.mark.slow
 def test_list_verify_and_gc_cover_every_disk(two_points) -> None:
     root = str(two_points["root"])
     listed = store("list", root, "vm1", "--json")

@@ -85,6 +85,7 @@ def test_second_backup_of_a_vm_fails_clearly_while_other_vms_proceed(tmp_path: P
     assert len(Repository.open(str(root), "vm1").revisions()) == 2
 
 
+@pytest.mark.slow
 def test_concurrent_backups_of_different_vms(tmp_path: Path, root: str) -> None:
     images = []
     for n in range(3):

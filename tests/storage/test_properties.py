@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,7 @@ def make_block(kind: tuple[str, int]) -> bytes:
     return seed.to_bytes(8, "little") * (SMALL_CHUNK // 8)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(kinds=st.lists(block_kinds, max_size=12), tail=st.integers(0, SMALL_CHUNK - 1))
 def test_chunk_map_matches_the_image(kinds: list[tuple[str, int]], tail: int) -> None:

@@ -68,6 +68,7 @@ def request(url: str, method: str = "GET", headers: dict[str, str] | None = None
         connection.close()
 
 
+@pytest.mark.slow
 def test_qemu_img_reads_the_http_and_nbd_disk_byte_identical(tmp_path: Path, disk: tuple[Path, str],
                                                              served: ServeProcess) -> None:
     image, revision = disk
@@ -99,6 +100,7 @@ def test_nbd_export_reports_zero_chunks_as_holes(root: Path, disk: tuple[Path, s
     assert covered == {s // CHUNK for s, _ in expected}
 
 
+@pytest.mark.slow
 def test_byte_range_edge_cases(disk: tuple[Path, str], served: ServeProcess) -> None:
     image = disk[0].read_bytes()
     size = len(image)
@@ -132,6 +134,7 @@ def test_byte_range_edge_cases(disk: tuple[Path, str], served: ServeProcess) -> 
         assert (status, headers.get("Content-Range")) == (416, f"bytes */{size}"), header
 
 
+@pytest.mark.slow
 def test_whole_disk_get_and_wrong_paths(disk: tuple[Path, str], served: ServeProcess) -> None:
     url = served.urls["http"]
     status, _, body = request(url)
@@ -160,6 +163,7 @@ def test_an_expired_secret_is_404(root: Path, disk: tuple[Path, str]) -> None:
         server.stop()
 
 
+@pytest.mark.slow
 def test_a_damaged_chunk_is_an_io_error_never_wrong_bytes(tmp_path: Path, root: Path, disk: tuple[Path, str],
                                                           served: ServeProcess) -> None:
     image, revision = disk
@@ -192,6 +196,7 @@ def test_a_damaged_chunk_is_an_io_error_never_wrong_bytes(tmp_path: Path, root: 
     assert report["damaged"] == [[start, end]]
 
 
+@pytest.mark.slow
 def test_a_long_answer_is_cut_short_at_damage_past_its_verified_start(root: Path, disk: tuple[Path, str],
                                                                       served: ServeProcess) -> None:
     """Damage beyond the first 16 MiB of a whole-disk GET: the body ends early instead of holding zeros."""
@@ -204,6 +209,7 @@ def test_a_long_answer_is_cut_short_at_damage_past_its_verified_start(root: Path
     assert body.startswith(b"<cut short after ")
 
 
+@pytest.mark.slow
 def test_zero_damaged_serves_zeros_and_reports_the_range(tmp_path: Path, root: Path, disk: tuple[Path, str]) -> None:
     image, revision = disk
     index = data_chunks(root, "vm1", revision)[0]
@@ -220,6 +226,7 @@ def test_zero_damaged_serves_zeros_and_reports_the_range(tmp_path: Path, root: P
     assert out.read_bytes() == bytes(expected)
 
 
+@pytest.mark.slow
 def test_writable_nbd_keeps_writes_in_an_overlay(root: Path, disk: tuple[Path, str], lifeboat) -> None:
     image, revision = disk
     chunk_dir = root / "vm1" / "chunks"
