@@ -223,9 +223,11 @@ def check_storage(config: Any, limits: Thresholds) -> Result:
     error = probe_storage(config)
     if error:
         return Result("storage", CRITICAL, error)
-    usage = open_store(str(config["STORAGE_ROOT"])).usage()
-    if not usage.total:  # an S3 bucket reports no capacity
-        return Result("storage", OK, "the storage root reports no capacity (an S3 bucket)")
+    store = open_store(str(config["STORAGE_ROOT"]))
+    usage = store.usage()
+    if not usage.total:  # an S3 bucket has no capacity; a Ceph cluster without a running mgr reports none
+        why = "an S3 bucket has none" if store.kind == "s3" else "the cluster reports none: is its ceph-mgr running?"
+        return Result("storage", OK, f"the storage root reports no capacity ({why})")
     free = 100.0 * usage.free / usage.total if usage.total else 0.0
     perf = [f"storage_free={free:.1f}%;{limits.storage_warning:g}:;{limits.storage_critical:g}:;0;100",
             f"storage_free_bytes={usage.free}B;;;0;{usage.total}"]

@@ -29,40 +29,27 @@ no manifest.
 from __future__ import annotations
 
 import errno
-import io
 import os
 import re
-import socket
 import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import IO, Any, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
-from .errors import Locked
 from .fsutil import IrregularFile
-from .store_base import RADOS_PREFIX, BadRoot, LockLost, ObjectInfo, StoreUnavailable, Usage, not_found
+from .object_store import ObjectStoreMethods, RenewedLock, env_int, one_line
+from .store_base import RADOS_PREFIX, BadRoot, ObjectInfo, StoreUnavailable, Usage, not_found
 
 DEFAULT_TIMEOUT = 30
-DEFAULT_LOCK_SECONDS = 60
 LOCK_NAME = "lifeboat"
 CHUNK_NAMESPACE_SUFFIX = "#chunks"
 MAX_IN_FLIGHT = 32  # chunk writes queued in librados at once (128 MiB of 4 MiB chunks)
-POLL_SECONDS = 0.2
 LOCK_FLAG_RENEW = 1  # LIBRADOS_LOCK_FLAG_RENEW (the bindings do not export it)
 OMAP_PAGE = 1000
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 T = TypeVar("T")
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return max(1, int(os.environ.get(name, default)))
-    except ValueError:
-        return default
 
 
 def parse_root(root: str) -> tuple[str, str]:
@@ -81,10 +68,6 @@ _stores: dict[tuple[str, str, str, int], RadosStore] = {}
 _lock = threading.Lock()
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _cluster(root: str) -> Any:
     """One connection per process (and per config and client): librados handles are not fork-safe."""
     from .sources.rbd import load_bindings
@@ -96,7 +79,7 @@ def _cluster(root: str) -> Any:
     cluster = _clusters.get(key)
     if cluster is not None:
         return cluster
-    timeout = str(_env_int("LIFEBOAT_STORE_CEPH_TIMEOUT", DEFAULT_TIMEOUT))
+    timeout = str(env_int("LIFEBOAT_STORE_CEPH_TIMEOUT", DEFAULT_TIMEOUT))
     where = f"{conf or 'the default Ceph config'}, client.{client}"
     if conf and not os.path.isfile(conf):
         raise StoreUnavailable(root, f"no Ceph config file {conf} (LIFEBOAT_STORE_CEPH_CONF)")
@@ -106,7 +89,7 @@ def _cluster(root: str) -> Any:
         cluster.conf_read_file(conf or None)
         cluster.connect(timeout=int(timeout))
     except rados.Error as exc:
-        raise StoreUnavailable(root, f"cannot connect to the cluster ({where}): {_one_line(exc)}") from None
+        raise StoreUnavailable(root, f"cannot connect to the cluster ({where}): {one_line(exc)}") from None
     _clusters[key] = cluster
     return cluster
 
@@ -128,18 +111,14 @@ def _is_chunk(key: str) -> bool:
     return len(parts) == 4 and parts[1] == "chunks"
 
 
-class _RadosLock:
-    """A cls_lock lock with an expiry, renewed by a thread; see the module docstring."""
+class _RadosLock(RenewedLock):
+    """A cls_lock lock with an expiry (the OSDs time it), renewed by a thread; see the module docstring."""
+
+    kind = "RADOS"
 
     def __init__(self, store: RadosStore, key: str, exclusive: bool, vm: str, purpose: str) -> None:
-        self.store, self.key, self.exclusive, self.vm, self.purpose = store, key, exclusive, vm, purpose
-        self.duration = _env_int("LIFEBOAT_STORE_LOCK_SECONDS", DEFAULT_LOCK_SECONDS)
-        self.cookie = uuid.uuid4().hex
-        self.description = f"{purpose} by pid {os.getpid()} on {socket.gethostname()}"
-        self.renewed = 0.0
-        self.lost: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(key, exclusive, vm, purpose)
+        self.store = store
 
     def _take(self, flags: int) -> None:
         ioctx = self.store.meta
@@ -150,61 +129,31 @@ class _RadosLock:
             ioctx.lock_shared(self.key, LOCK_NAME, self.cookie, LOCK_NAME, desc=self.description,
                               duration=self.duration, flags=flags)
 
-    def acquire(self, wait: float | None) -> None:
+    def _try_take(self) -> str | None:
         rados = self.store.rados
-        deadline = None if wait is None else time.monotonic() + wait
-        while True:
-            started = time.monotonic()
-            try:
-                self.store.call(lambda: self._take(0))
-                self.renewed = started
-                break
-            except rados.ObjectBusy:
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise Locked(self.vm, self._holder()) from None
-                time.sleep(POLL_SECONDS)
+        try:
+            self.store.call(lambda: self._take(0))
+        except rados.ObjectBusy:
+            return self._holder()
         if self.exclusive:
             try:
                 self.store.meta.set_xattr(self.key, "holder", self.description.encode())
             except rados.Error:
                 pass  # only a description for others' error messages
-        self._thread = threading.Thread(target=self._renew_loop, name="lock-renew", daemon=True)
-        self._thread.start()
+        return None
 
     def _holder(self) -> str:
         try:
             text = bytes(self.store.meta.get_xattr(self.key, "holder")).decode(errors="replace")[:200]
         except Exception:  # noqa: BLE001 - a description only
             text = ""
-        return f"{text}, RADOS lock" if text else "in use by a restore or verify, RADOS lock"
+        return text or "in use by a restore or verify"
 
-    def _renew_loop(self) -> None:
-        while not self._stop.wait(self.duration / 3):
-            started = time.monotonic()
-            try:
-                self._take(LOCK_FLAG_RENEW)
-            except Exception as exc:  # noqa: BLE001 - recorded; check() raises it in the holder's thread
-                if started - self.renewed > self.duration:
-                    self.lost = self.lost or _one_line(exc)
-                continue
-            if started - self.renewed > self.duration:
-                self.lost = self.lost or "not renewed within its expiry"
-            self.renewed = started
+    def _renew(self) -> None:
+        self._take(LOCK_FLAG_RENEW)
 
-    def check(self) -> None:
-        if self.lost is None and time.monotonic() - self.renewed > self.duration:
-            self.lost = "not renewed within its expiry"
-        if self.lost is not None:
-            raise LockLost(self.vm, self.purpose)
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        try:
-            self.store.meta.unlock(self.key, LOCK_NAME, self.cookie)
-        except Exception:  # noqa: S110, BLE001 - expired or unreachable: the expiry frees it
-            pass
+    def _unlock(self) -> None:
+        self.store.meta.unlock(self.key, LOCK_NAME, self.cookie)
 
 
 class _AioSink:
@@ -251,7 +200,7 @@ class _AioSink:
             raise self._error
 
 
-class RadosStore:
+class RadosStore(ObjectStoreMethods):
     """A pool (and namespace) of a Ceph cluster as a backend; see the module docstring."""
 
     kind = "rados"
@@ -265,7 +214,7 @@ class RadosStore:
         try:
             exists = cluster.pool_exists(pool)
         except self.rados.Error as exc:
-            raise StoreUnavailable(root, _one_line(exc)) from None
+            raise StoreUnavailable(root, one_line(exc)) from None
         if not exists:
             raise BadRoot(root, f"the cluster has no pool {pool!r} (create it: ceph osd pool create {pool})")
         self.meta = self.call(lambda: cluster.open_ioctx(pool))
@@ -281,7 +230,7 @@ class RadosStore:
         except (self.rados.ObjectNotFound, self.rados.ObjectBusy, self.rados.ObjectExists):
             raise
         except self.rados.Error as exc:
-            raise StoreUnavailable(self.root, _one_line(exc)) from None
+            raise StoreUnavailable(self.root, one_line(exc)) from None
 
     def _operate_write(self, op: Any, key: str) -> None:
         self.call(lambda: self.meta.operate_write_op(op, key))
@@ -412,30 +361,11 @@ class RadosStore:
                 if key.startswith(prefix) and not key.endswith("/"):
                     yield key
 
-    @contextmanager
-    def lock(self, key: str, *, exclusive: bool, wait: float | None, vm: str, purpose: str) -> Iterator[_RadosLock]:
-        held = _RadosLock(self, key, exclusive, vm, purpose)
-        held.acquire(wait)
-        try:
-            yield held
-        finally:
-            held.release()
+    def _lock_for(self, key: str, exclusive: bool, vm: str, purpose: str) -> RenewedLock:
+        return _RadosLock(self, key, exclusive, vm, purpose)
 
     def chunk_sink(self, *, batched: bool = False) -> _AioSink:
         return _AioSink(self)
-
-    def open_read(self, key: str, limit: int) -> tuple[IO[bytes], int] | None:
-        try:
-            data = self.get(key, limit)
-        except OSError:
-            return None
-        return io.BytesIO(data), len(data)
-
-    def prepare(self, folders: Sequence[str]) -> None:
-        return None  # no folders in RADOS
-
-    def sync(self, folders: set[str]) -> None:
-        return None  # write_full is durable when acknowledged
 
     def has_folder(self, key: str) -> bool:
         return True

@@ -32,42 +32,29 @@ Guarantees, and where they come from:
 from __future__ import annotations
 
 import errno
-import io
 import json
 import os
 import re
-import socket
 import threading
 import time
-import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
-from typing import IO, Any, TypeVar
+from typing import Any, TypeVar
 
-from .errors import Locked
 from .fsutil import IrregularFile
+from .object_store import ObjectStoreMethods, RenewedLock, env_int, one_line
 from .store_base import S3_PREFIX, BadRoot, LockLost, ObjectInfo, StoreUnavailable, Usage, not_found
 
 DEFAULT_TIMEOUT = 30
-DEFAULT_LOCK_SECONDS = 60
 MAX_IN_FLIGHT = 32  # chunk puts queued at once (128 MiB of 4 MiB chunks)
 PUT_THREADS = 8
-POLL_SECONDS = 0.2
 MAX_LOCK_BYTES = 1 << 20
 LIST_PAGE = 1000  # keys per ListObjectsV2 page (S3's maximum)
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 _PREFIX_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 
 T = TypeVar("T")
-
-
-def _env_int(name: str, default: int) -> int:
-    try:
-        return max(1, int(os.environ.get(name, default)))
-    except ValueError:
-        return default
 
 
 def parse_root(root: str) -> tuple[str, str]:
@@ -83,10 +70,6 @@ def parse_root(root: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
 def _setting(name: str) -> str | None:
     return os.environ.get(f"LIFEBOAT_STORE_S3_{name}") or None
 
@@ -99,7 +82,7 @@ _lock = threading.Lock()
 def _settings() -> tuple[str | None, str | None, str | None, str, int]:
     region = _setting("REGION") or os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION") or "us-east-1"
     return (_setting("ENDPOINT"), _setting("ACCESS_KEY"), _setting("SECRET_KEY"), region,
-            _env_int("LIFEBOAT_STORE_S3_TIMEOUT", DEFAULT_TIMEOUT))
+            env_int("LIFEBOAT_STORE_S3_TIMEOUT", DEFAULT_TIMEOUT))
 
 
 def _client(root: str) -> Any:
@@ -132,18 +115,14 @@ def open_s3(root: str) -> S3Store:
     return store
 
 
-class _S3Lock:
+class _S3Lock(RenewedLock):
     """Holders in one JSON object changed by compare-and-swap; see the module docstring."""
 
+    kind = "S3"
+
     def __init__(self, store: S3Store, key: str, exclusive: bool, vm: str, purpose: str) -> None:
-        self.store, self.key, self.exclusive, self.vm, self.purpose = store, key, exclusive, vm, purpose
-        self.duration = _env_int("LIFEBOAT_STORE_LOCK_SECONDS", DEFAULT_LOCK_SECONDS)
-        self.cookie = uuid.uuid4().hex
-        self.description = f"{purpose} by pid {os.getpid()} on {socket.gethostname()}"
-        self.renewed = 0.0
-        self.lost: str | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__(key, exclusive, vm, purpose)
+        self.store = store
 
     def _read(self) -> tuple[dict[str, Any], str | None]:
         """The live holders (expired ones dropped) and the ETag to swap against (None: no lock object)."""
@@ -175,20 +154,6 @@ class _S3Lock:
         others[self.cookie] = self._entry()
         return None if self._write(others, etag) else "changing hands"
 
-    def acquire(self, wait: float | None) -> None:
-        deadline = None if wait is None else time.monotonic() + wait
-        while True:
-            started = time.monotonic()
-            holder = self._try_take()
-            if holder is None:
-                self.renewed = started
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                raise Locked(self.vm, f"{holder}, S3 lock")
-            time.sleep(POLL_SECONDS)
-        self._thread = threading.Thread(target=self._renew_loop, name="lock-renew", daemon=True)
-        self._thread.start()
-
     def _renew(self) -> None:
         while True:
             holders, etag = self._read()
@@ -198,42 +163,14 @@ class _S3Lock:
             if self._write(holders, etag):
                 return
 
-    def _renew_loop(self) -> None:
-        while not self._stop.wait(self.duration / 3):
-            started = time.monotonic()
-            try:
-                self._renew()
-            except LockLost:
-                self.lost = self.lost or "taken over after its expiry"
+    def _unlock(self) -> None:
+        for _ in range(20):  # another holder's change in between: read again
+            holders, etag = self._read()
+            if self.cookie not in holders:
                 return
-            except Exception as exc:  # noqa: BLE001 - recorded; check() raises it in the holder's thread
-                if started - self.renewed > self.duration:
-                    self.lost = self.lost or _one_line(exc)
-                continue
-            if started - self.renewed > self.duration:
-                self.lost = self.lost or "not renewed within its expiry"
-            self.renewed = started
-
-    def check(self) -> None:
-        if self.lost is None and time.monotonic() - self.renewed > self.duration:
-            self.lost = "not renewed within its expiry"
-        if self.lost is not None:
-            raise LockLost(self.vm, self.purpose)
-
-    def release(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        try:
-            for _ in range(20):
-                holders, etag = self._read()
-                if self.cookie not in holders:
-                    return
-                del holders[self.cookie]
-                if self._write(holders, etag):
-                    return
-        except Exception:  # noqa: S110, BLE001 - unreachable: the expiry frees it
-            pass
+            del holders[self.cookie]
+            if self._write(holders, etag):
+                return
 
 
 class _PutSink:
@@ -270,7 +207,7 @@ class _PutSink:
             raise self._error
 
 
-class S3Store:
+class S3Store(ObjectStoreMethods):
     """A bucket (and prefix) of an S3 endpoint as a backend; see the module docstring."""
 
     kind = "s3"
@@ -288,9 +225,9 @@ class S3Store:
             code = self._code(exc)
             if code in ("404", "NoSuchBucket", "NotFound"):
                 raise BadRoot(root, f"the endpoint has no bucket {bucket!r}") from None
-            raise StoreUnavailable(root, f"bucket {bucket!r}: {_one_line(exc)}") from None
+            raise StoreUnavailable(root, f"bucket {bucket!r}: {one_line(exc)}") from None
         except BotoCoreError as exc:
-            raise StoreUnavailable(root, _one_line(exc)) from None
+            raise StoreUnavailable(root, one_line(exc)) from None
 
     # -- plumbing --------------------------------------------------------------------------------
     @staticmethod
@@ -308,9 +245,9 @@ class S3Store:
                 raise not_found(self.describe(key)) from None
             if code in ("412", "PreconditionFailed", "ConditionalRequestConflict", "409"):
                 raise _Refused() from None
-            raise StoreUnavailable(self.root, _one_line(exc)) from None
+            raise StoreUnavailable(self.root, one_line(exc)) from None
         except self._boto_error as exc:
-            raise StoreUnavailable(self.root, _one_line(exc)) from None
+            raise StoreUnavailable(self.root, one_line(exc)) from None
 
     def _name(self, key: str) -> str:
         return self.base + key
@@ -417,30 +354,11 @@ class S3Store:
             names.update(str(item["Prefix"])[strip:].rstrip("/") for item in page.get("CommonPrefixes", ()))
         yield from sorted(name for name in names if name and not name.endswith("/"))
 
-    @contextmanager
-    def lock(self, key: str, *, exclusive: bool, wait: float | None, vm: str, purpose: str) -> Iterator[_S3Lock]:
-        held = _S3Lock(self, key, exclusive, vm, purpose)
-        held.acquire(wait)
-        try:
-            yield held
-        finally:
-            held.release()
+    def _lock_for(self, key: str, exclusive: bool, vm: str, purpose: str) -> RenewedLock:
+        return _S3Lock(self, key, exclusive, vm, purpose)
 
     def chunk_sink(self, *, batched: bool = False) -> _PutSink:
         return _PutSink(self)
-
-    def open_read(self, key: str, limit: int) -> tuple[IO[bytes], int] | None:
-        try:
-            data = self.get(key, limit)
-        except OSError:
-            return None
-        return io.BytesIO(data), len(data)
-
-    def prepare(self, folders: Sequence[str]) -> None:
-        return None  # no folders in S3
-
-    def sync(self, folders: set[str]) -> None:
-        return None  # a put is durable when acknowledged
 
     def has_folder(self, key: str) -> bool:
         return True
