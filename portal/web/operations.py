@@ -6,7 +6,7 @@ Operators only: other roles get 403 (the pages exist, they are not theirs). The 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, url_for
@@ -66,6 +66,8 @@ def _planner_input(source: Any) -> tuple[Scope, datetime, int, str]:
         at = datetime.fromisoformat(raw) if raw else clock.now()
     except ValueError:
         raise DisasterError("the point in time must look like 2026-11-29T10:00 (UTC)") from None
+    if len(raw) == len("2026-11-29T10:00"):  # to the minute, as the form sends it: up to the end of that minute
+        at += timedelta(minutes=1, microseconds=-1)  # "back to 10:00" keeps the backup made at 10:00:30
     if at.tzinfo is not None:
         raise DisasterError("give the point in time in UTC, without a zone")
     workers_raw = source.get("workers", "").strip() or str(current_app.config.get("DISASTER_WORKERS", 2))

@@ -323,3 +323,14 @@ def test_an_incident_the_operator_resolved_early_gets_no_second_word(file_vm, qu
     incident = _incident(incident.id)
     assert [u.author for u in incident.updates] == ["operator@lifeboat.example"] * 2
     assert db.session.get(DisasterRun, run.id).summary["outcome"] == {"done": 3}  # the run's end is still recorded
+
+
+def test_a_point_in_time_to_the_minute_keeps_the_backups_of_that_minute(fleet, client, auth) -> None:
+    """The form sends minutes (its default is the current one): "back to 12:00" must not leave out the backup
+    made at 12:00:30, or a run started right after a backup plans nothing for that VM."""
+    make_point(fleet["globex_lost"], "r-lost-good", created_at=T + timedelta(seconds=30))
+    auth.login(fleet["operator"])
+    page = client.get("/operations/disaster?scope=all&at=2026-11-20T12:00&workers=2").data.decode()
+    assert 'data-vm="lost-1"' in page
+    earlier = client.get("/operations/disaster?scope=all&at=2026-11-20T11:59&workers=2").data.decode()
+    assert 'data-vm="lost-1"' not in earlier and "lost-1" in earlier  # one minute earlier: still missing
